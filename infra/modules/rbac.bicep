@@ -1,0 +1,251 @@
+// Least privilege for the bot's identity. Deployed at subscription scope because custom role
+// definitions live there. What the bot may do comes from the ARM calls it makes
+// (shared/arm.py ARM_ACTIONS and LINKED_RESOURCE_ACTIONS); tests/infra/test_templates.py fails
+// when a call is added there without its action here, or an action here has no call.
+//
+// - a custom role on each target gateway: read/write gateways, backend health (cached and on
+//   demand) and the async-operation reads a long-running PUT/POST polls;
+// - one custom role per linked-resource kind with the single join/assign action a whole-gateway
+//   PUT needs (ARM re-checks every resource the gateway links to), each granted on that
+//   resource only;
+// - certificates/read (a data action, not secrets) on the trusted-source Key Vault, when given;
+// - Storage Blob Data Owner, Queue and Table Data Contributor on the bot's own account only.
+// No Contributor, Owner, Network Contributor or User Access Administrator anywhere.
+targetScope = 'subscription'
+
+@description('Principal (object) id of the bot identity.')
+param principalId string
+
+@description('Resource group holding the bot storage account.')
+param resourceGroupName string
+
+@description('The bot storage account.')
+param storageAccountName string
+
+@description('Application Gateway resource ids the bot acts on.')
+param gatewayIds array
+
+@description('Resource ids the target gateways link to: subnets, public IPs, WAF policies and user-assigned identities.')
+param linkedResourceIds array = []
+
+@description('Resource id of the Key Vault holding trusted-source certificates; empty for none.')
+param keyVaultId string = ''
+
+@description('Scopes the custom roles may be assigned at: every subscription holding a gateway, a linked resource or the Key Vault.')
+param roleAssignableScopes array = [
+  subscription().id
+]
+
+@description('Distinguishes the role names of two deployments in one tenant (role names are tenant-wide).')
+param roleNameSuffix string
+
+var gatewayActions = [
+  'Microsoft.Network/applicationGateways/read'
+  'Microsoft.Network/applicationGateways/write'
+  'Microsoft.Network/applicationGateways/backendhealth/action'
+  'Microsoft.Network/applicationGateways/getBackendHealthOnDemand/action'
+  'Microsoft.Network/locations/operations/read'
+  'Microsoft.Network/locations/operationResults/read'
+]
+
+// Kind names are the keys of shared/arm.py LINKED_RESOURCE_ACTIONS.
+var subnetIds = filter(linkedResourceIds, id => contains(toLower(id), '/subnets/'))
+var publicIpIds = filter(linkedResourceIds, id => contains(toLower(id), '/publicipaddresses/'))
+var wafPolicyIds = filter(linkedResourceIds, id => contains(toLower(id), '/applicationgatewaywebapplicationfirewallpolicies/'))
+var identityIds = filter(linkedResourceIds, id => contains(toLower(id), '/userassignedidentities/'))
+
+resource gatewayRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-gateway')
+  properties: {
+    roleName: 'App Gateway Cert Bot - gateway (${roleNameSuffix})'
+    description: 'Read and write Application Gateways, read backend health, poll async operations.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: gatewayActions
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+resource subnetJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-subnet')
+  properties: {
+    roleName: 'App Gateway Cert Bot - join subnet (${roleNameSuffix})'
+    description: 'Lets a gateway PUT keep its gateway subnet.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Network/virtualNetworks/subnets/join/action'
+        ]
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+resource publicIpJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-public-ip')
+  properties: {
+    roleName: 'App Gateway Cert Bot - join public IP (${roleNameSuffix})'
+    description: 'Lets a gateway PUT keep its frontend public IP.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Network/publicIPAddresses/join/action'
+        ]
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+resource wafPolicyJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-waf-policy')
+  properties: {
+    roleName: 'App Gateway Cert Bot - join WAF policy (${roleNameSuffix})'
+    description: 'Lets a gateway PUT keep its WAF policy.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/join/action'
+        ]
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+resource identityAssignRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-identity')
+  properties: {
+    roleName: 'App Gateway Cert Bot - assign identity (${roleNameSuffix})'
+    description: 'Lets a gateway PUT keep its user-assigned identity (used for Key Vault certificates).'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
+        ]
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+// Data action only: the public certificate (CER) of a Key Vault certificate. The built-in
+// "Key Vault Certificate User" role would also let the bot read the certificate's secret,
+// i.e. its private key, which the bot never needs.
+resource keyVaultCertificateReaderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(keyVaultId)) {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-key-vault')
+  properties: {
+    roleName: 'App Gateway Cert Bot - read certificates (${roleNameSuffix})'
+    description: 'Read Key Vault certificates (public part only), not secrets or keys.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/certificates/read'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+module gatewayGrants 'rbac-gateway.bicep' = [
+  for (gatewayId, i) in gatewayIds: {
+    name: 'bot-rbac-gateway-${i}'
+    scope: resourceGroup(split(gatewayId, '/')[2], split(gatewayId, '/')[4])
+    params: {
+      gatewayName: last(split(gatewayId, '/'))
+      roleDefinitionName: gatewayRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module subnetGrants 'rbac-linked.bicep' = [
+  for (resourceId, i) in subnetIds: {
+    name: 'bot-rbac-subnet-${i}'
+    scope: resourceGroup(split(resourceId, '/')[2], split(resourceId, '/')[4])
+    params: {
+      kind: 'subnet'
+      resourceId: resourceId
+      roleDefinitionName: subnetJoinRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module publicIpGrants 'rbac-linked.bicep' = [
+  for (resourceId, i) in publicIpIds: {
+    name: 'bot-rbac-public-ip-${i}'
+    scope: resourceGroup(split(resourceId, '/')[2], split(resourceId, '/')[4])
+    params: {
+      kind: 'public_ip'
+      resourceId: resourceId
+      roleDefinitionName: publicIpJoinRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module wafPolicyGrants 'rbac-linked.bicep' = [
+  for (resourceId, i) in wafPolicyIds: {
+    name: 'bot-rbac-waf-policy-${i}'
+    scope: resourceGroup(split(resourceId, '/')[2], split(resourceId, '/')[4])
+    params: {
+      kind: 'waf_policy'
+      resourceId: resourceId
+      roleDefinitionName: wafPolicyJoinRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module identityGrants 'rbac-linked.bicep' = [
+  for (resourceId, i) in identityIds: {
+    name: 'bot-rbac-identity-${i}'
+    scope: resourceGroup(split(resourceId, '/')[2], split(resourceId, '/')[4])
+    params: {
+      kind: 'user_assigned_identity'
+      resourceId: resourceId
+      roleDefinitionName: identityAssignRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module keyVaultGrant 'rbac-keyvault.bicep' = if (!empty(keyVaultId)) {
+  name: 'bot-rbac-key-vault'
+  scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
+  params: {
+    keyVaultName: last(split(keyVaultId, '/'))
+    roleDefinitionName: keyVaultCertificateReaderRole.name
+    principalId: principalId
+  }
+}
+
+module storageGrants 'rbac-storage.bicep' = {
+  name: 'bot-rbac-storage'
+  scope: resourceGroup(resourceGroupName)
+  params: {
+    storageAccountName: storageAccountName
+    principalId: principalId
+  }
+}
+
+output gatewayRoleId string = gatewayRole.id

@@ -1,0 +1,683 @@
+"""Local Azure Resource Manager for Microsoft.Network/applicationGateways, over HTTPS.
+
+Speaks the real ARM protocol the azure-mgmt-network SDK expects (ref = shared/reference/
+appgw-backend-tls.md §4, §6): bearer tokens, case-insensitive paths, weak ETags, PUT as a
+long-running operation with Azure-AsyncOperation, backend health as a Location LRO, ARM-shaped
+errors. Backend health is computed by really probing the pool members (sandbox.health_rules).
+
+Control endpoint (no auth, loopback only) under `{url}/sandbox`:
+  GET  /sandbox/requests        -> [{"method", "path", "status"}] of every ARM request served
+  POST /sandbox/reset-requests  -> forget them
+  GET/POST /sandbox/faults      -> read / merge fault switches (see `_fault_for`)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+
+from sandbox import arm_validation as val
+from sandbox.arm_validation import ArmError
+from sandbox.health_rules import (
+    PairPlan,
+    ProbeLimits,
+    ProbeResult,
+    plan_gateway,
+    plan_on_demand,
+    probe,
+    props,
+)
+
+GATEWAY_TYPE = "Microsoft.Network/applicationGateways"
+_SUB = r"/subscriptions/(?P<sub>[^/]+)"
+_RG = _SUB + r"/resourcegroups/(?P<rg>[^/]+)"
+_GWS = r"/providers/microsoft\.network/applicationgateways"
+_LOC = _SUB + r"/providers/microsoft\.network/locations/(?P<loc>[^/]+)"
+ROUTES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
+    (method, name, re.compile(f"^{pattern}/?$", re.IGNORECASE))
+    for method, name, pattern in (
+        ("GET", "get", _RG + _GWS + r"/(?P<name>[^/]+)"),
+        ("PUT", "put", _RG + _GWS + r"/(?P<name>[^/]+)"),
+        ("POST", "backendhealth", _RG + _GWS + r"/(?P<name>[^/]+)/backendhealth"),
+        ("POST", "ondemand", _RG + _GWS + r"/(?P<name>[^/]+)/getbackendhealthondemand"),
+        ("GET", "list_rg", _RG + _GWS),
+        ("GET", "list_all", _SUB + _GWS),
+        ("GET", "async_op", _LOC + r"/operations/(?P<op>[^/]+)"),
+        ("GET", "op_result", _LOC + r"/operationresults/(?P<op>[^/]+)"),
+    )
+)
+
+
+@dataclass
+class _WriteOp:
+    gateway_key: str
+    done_at: float
+    status: str = "InProgress"
+
+
+@dataclass
+class _HealthJob:
+    future: Future[dict]
+    not_before: float
+    location: str
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _new_etag() -> str:
+    return f'W/"{uuid.uuid4()}"'
+
+
+class ArmEmulator:
+    def __init__(
+        self,
+        *,
+        subscription_id: str,
+        gateways: list[dict],
+        tls_cert_pem: bytes,
+        tls_key_pem: bytes,
+        verify_token: Callable[[str], bool],
+        well_known_roots: list[bytes],
+        options: dict,
+    ) -> None:
+        self.subscription_id = subscription_id
+        self._tls = (tls_cert_pem, tls_key_pem)
+        self._verify_token = verify_token
+        self._options = dict(options)
+        # Injectable for tests: drives LRO completion and the probe-interval cache.
+        self._clock: Callable[[], float] = options.get("clock") or time.monotonic
+        self._lro_delay = float(options.get("lro_delay_seconds", 2.0))
+        self._health_lro = float(options.get("health_lro_seconds", 0.5))
+        self._retry_after = str(int(options.get("retry_after_seconds", 1)))
+        self._conflict = str(options.get("conflict", "409"))
+        interval_cap = options.get("probe_interval_seconds")
+        self._limits = ProbeLimits(
+            hosts={k.lower(): v for k, v in (options.get("hosts") or {}).items()},
+            well_known_roots=tuple(x509.load_der_x509_certificate(d) for d in well_known_roots),
+            timeout_cap=float(options.get("probe_timeout_cap_seconds", 3.0)),
+            interval_cap=float(interval_cap) if interval_cap is not None else None,
+        )
+        self._lock = threading.RLock()
+        self._gateways: dict[str, dict] = {}
+        self._resource_groups: set[str] = {
+            f"/subscriptions/{subscription_id}/resourcegroups/{rg}".lower()
+            for rg in options.get("resource_groups") or []
+        }
+        self._write_ops: dict[str, _WriteOp] = {}
+        self._busy: dict[str, str] = {}
+        self._health_jobs: dict[str, _HealthJob] = {}
+        # (gateway, pool, settings, member) -> (probed at, result); refreshed per probe interval.
+        self._health_cache: dict[tuple[str, ...], tuple[float, ProbeResult]] = {}
+        self._requests: list[dict] = []
+        self._faults: dict[str, Any] = dict(options.get("faults") or {})
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="arm-health")
+        self._probes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="arm-probe")
+        self.url = ""
+        self.control_url = ""
+        for raw in gateways:
+            self._seed(raw)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+            cert.write_bytes(self._tls[0])
+            key.write_bytes(self._tls[1])
+            context.load_cert_chain(cert, key)
+        server = _TlsServer(("127.0.0.1", 0), _make_handler(self), context)
+        self._server = server
+        self.url = f"https://127.0.0.1:{server.server_address[1]}"
+        self.control_url = f"{self.url}/sandbox"
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="arm-emulator", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._jobs.shutdown(wait=False, cancel_futures=True)
+        self._probes.shutdown(wait=False, cancel_futures=True)
+
+    def gateway_document(self, gateway_id: str) -> dict:
+        """The stored document, hidden certificate data included (for tests)."""
+        with self._lock:
+            self._settle()
+            return copy.deepcopy(self._gateways[gateway_id.lower()])
+
+    # ---- seeding and normalisation ---------------------------------------------------------
+
+    def _seed(self, raw: dict) -> None:
+        gateway_id = str(raw["id"])
+        try:
+            val.validate_gateway(raw, gateway_id, None)
+        except ArmError as exc:
+            raise ValueError(f"seed gateway {gateway_id}: {exc.code}: {exc.message}") from exc
+        doc = copy.deepcopy(raw)
+        self._stamp(doc, gateway_id, state="Succeeded", keep_child_ids=True)
+        self._gateways[gateway_id.lower()] = doc
+        self._resource_groups.add(gateway_id.lower().split("/providers/")[0])
+
+    def _stamp(self, doc: dict, gateway_id: str, *, state: str, keep_child_ids: bool) -> None:
+        """Fill ARM's read-only output: ids, type, weak etag, provisioning state."""
+        etag = _new_etag()
+        doc["id"] = gateway_id
+        doc["name"] = gateway_id.rsplit("/", 1)[-1]
+        doc["type"] = GATEWAY_TYPE
+        doc["etag"] = etag
+        properties = doc.setdefault("properties", {})
+        properties["provisioningState"] = state
+        properties.setdefault("operationalState", "Running")
+        properties.setdefault("resourceGuid", str(uuid.uuid4()))
+        for key, children in properties.items():
+            if not isinstance(children, list):
+                continue
+            for child in children:
+                if isinstance(child, dict) and "name" in child:
+                    if not (keep_child_ids and child.get("id")):
+                        child["id"] = f"{gateway_id}/{key}/{child['name']}"
+                    child["etag"] = etag
+                    child.setdefault("type", f"{GATEWAY_TYPE}/{key}")
+                    if isinstance(child.setdefault("properties", {}), dict):
+                        child["properties"]["provisioningState"] = state
+
+    @staticmethod
+    def _set_state(doc: dict, state: str) -> None:
+        properties = doc.get("properties") or {}
+        properties["provisioningState"] = state
+        for children in properties.values():
+            for child in children if isinstance(children, list) else []:
+                if isinstance(child, dict) and isinstance(child.get("properties"), dict):
+                    child["properties"]["provisioningState"] = state
+
+    def _settle(self) -> None:
+        """Finish write operations whose delay has passed (caller holds the lock)."""
+        now = self._clock()
+        for op_id, op in self._write_ops.items():
+            if op.status == "InProgress" and now >= op.done_at:
+                op.status = "Succeeded"
+                if self._busy.get(op.gateway_key) == op_id:
+                    del self._busy[op.gateway_key]
+                    self._set_state(self._gateways[op.gateway_key], "Succeeded")
+
+    # ---- HTTP entry point ------------------------------------------------------------------
+
+    def handle(self, request: _Request) -> _Response:
+        if request.path.lower().startswith("/sandbox"):
+            return self._control(request)
+        try:
+            response = self._arm(request)
+        except ArmError as exc:
+            response = _Response(exc.status, exc.body(), dict(exc.headers))
+        with self._lock:
+            self._requests.append(
+                {"method": request.method, "path": request.path, "status": response.status}
+            )
+        return response
+
+    def _arm(self, request: _Request) -> _Response:
+        self._authenticate(request)
+        for method, name, pattern in ROUTES:
+            match = pattern.match(request.path)
+            if match and method == request.method:
+                request.params = match.groupdict()
+                fault = self._fault_for(request, name)
+                if fault is not None:
+                    raise fault
+                self._check_subscription(request.params["sub"])
+                handler: Callable[[_Request], _Response] = getattr(self, f"_route_{name}")
+                return handler(request)
+        raise ArmError(404, "NotFound", f"No route for {request.method} {request.path}.")
+
+    def _authenticate(self, request: _Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token and self._verify_token(token.strip()):
+            return
+        reason = "is missing" if not header else "is invalid"
+        raise ArmError(
+            401,
+            "AuthenticationFailed",
+            f"Authentication failed. The 'Authorization' header {reason}.",
+            headers={
+                "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/'
+                'common", error="invalid_token", error_description="The access token is invalid."'
+            },
+        )
+
+    def _fault_for(self, request: _Request, route: str) -> ArmError | None:
+        """The one place where injected faults are decided (issue 4 adds kinds here).
+
+        `faults["once"]`: a list of {"method", "route", "status", "code", "message", "headers"};
+        the first matching entry is consumed and returned as an error response.
+        """
+        with self._lock:
+            pending = self._faults.get("once") or []
+            for index, fault in enumerate(pending):
+                if fault.get("method", request.method).upper() != request.method:
+                    continue
+                if fault.get("route", route) != route:
+                    continue
+                del pending[index]
+                return ArmError(
+                    int(fault.get("status", 500)),
+                    str(fault.get("code", "InternalServerError")),
+                    str(fault.get("message", "Injected fault.")),
+                    headers={str(k): str(v) for k, v in (fault.get("headers") or {}).items()},
+                )
+        return None
+
+    def _check_subscription(self, sub: str) -> None:
+        if sub.lower() != self.subscription_id.lower():
+            raise ArmError(
+                404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
+            )
+
+    def _gateway_key(self, request: _Request) -> str:
+        p = request.params
+        return f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}{_GWS_PATH}/{p['name']}".lower()
+
+    def _require_rg(self, request: _Request) -> None:
+        p = request.params
+        if (
+            f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}".lower()
+            not in self._resource_groups
+        ):
+            raise ArmError(
+                404, "ResourceGroupNotFound", f"Resource group '{p['rg']}' could not be found."
+            )
+
+    def _existing(self, request: _Request) -> dict:
+        """The stored gateway (caller holds the lock), or ARM's 404s."""
+        self._require_rg(request)
+        doc = self._gateways.get(self._gateway_key(request))
+        if doc is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{GATEWAY_TYPE}/{request.params['name']}' under resource group "
+                f"'{request.params['rg']}' was not found. For more details please go to "
+                "https://aka.ms/ARMResourceNotFoundFix",
+            )
+        return doc
+
+    def _api_version(self, request: _Request) -> str:
+        return (request.query.get("api-version") or ["2026-03-01"])[0]
+
+    def _json_body(self, request: _Request) -> Any:
+        try:
+            return json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise val.bad_request(
+                "InvalidRequestContent",
+                f"The request content was invalid and could not be deserialized: {exc}",
+            ) from exc
+
+    # ---- routes ----------------------------------------------------------------------------
+
+    def _route_get(self, request: _Request) -> _Response:
+        with self._lock:
+            self._settle()
+            return _Response(200, val.redact(self._existing(request)))
+
+    def _route_list_rg(self, request: _Request) -> _Response:
+        with self._lock:
+            self._settle()
+            self._require_rg(request)
+            prefix = (
+                f"/subscriptions/{request.params['sub']}/resourcegroups/{request.params['rg']}/"
+            )
+            return _Response(200, {"value": self._list(prefix.lower())})
+
+    def _route_list_all(self, request: _Request) -> _Response:
+        with self._lock:
+            self._settle()
+            return _Response(
+                200, {"value": self._list(f"/subscriptions/{request.params['sub']}/".lower())}
+            )
+
+    def _list(self, prefix: str) -> list[dict]:
+        return [val.redact(doc) for key, doc in self._gateways.items() if key.startswith(prefix)]
+
+    def _route_put(self, request: _Request) -> _Response:
+        body = self._json_body(request)
+        key = self._gateway_key(request)
+        with self._lock:
+            self._settle()
+            self._require_rg(request)
+            previous = self._gateways.get(key)
+            gateway_id = previous["id"] if previous else self._canonical_id(request)
+            self._check_conflict(key)
+            val.validate_gateway(body, gateway_id, previous)
+            doc = copy.deepcopy(body)
+            doc.setdefault("location", (previous or {}).get("location"))
+            if previous is not None:
+                guid = previous.get("properties", {}).get("resourceGuid")
+                doc.setdefault("properties", {}).setdefault("resourceGuid", guid)
+            val.keep_hidden_data(doc, previous)
+            self._stamp(doc, gateway_id, state="Updating", keep_child_ids=False)
+            self._gateways[key] = doc
+            op_id = str(uuid.uuid4())
+            self._write_ops[op_id] = _WriteOp(key, self._clock() + self._lro_delay)
+            self._busy[key] = op_id
+            response_body = val.redact(doc)
+        location = str(doc.get("location") or "local")
+        op_url = (
+            f"{self.url}/subscriptions/{request.params['sub']}/providers/Microsoft.Network/"
+            f"locations/{location}/operations/{op_id}?api-version={self._api_version(request)}"
+        )
+        headers = {"Azure-AsyncOperation": op_url, "Retry-After": self._retry_after}
+        return _Response(200 if previous else 201, response_body, headers)
+
+    def _canonical_id(self, request: _Request) -> str:
+        p = request.params
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{p['rg']}"
+            f"/providers/{GATEWAY_TYPE}/{p['name']}"
+        )
+
+    def _check_conflict(self, key: str) -> None:
+        """A write while another runs on the same gateway (ref §5, §6 concurrency errors)."""
+        if key not in self._busy or self._conflict == "none":
+            return
+        op_id = self._busy[key]
+        if self._conflict == "429":
+            raise ArmError(
+                429,
+                "RetryableErrorDueToAnotherOperation",
+                f"Operation PutApplicationGatewayOperation is blocked by operation {op_id}. "
+                "Please retry later.",
+                headers={"Retry-After": self._retry_after},
+            )
+        raise ArmError(
+            409,
+            "AnotherOperationInProgress",
+            "Another operation on this or dependent resource is in progress. To retrieve status "
+            f"of the operation use uri: {self.url}/subscriptions/{self.subscription_id}/providers/"
+            f"Microsoft.Network/locations/local/operations/{op_id}.",
+        )
+
+    def _route_async_op(self, request: _Request) -> _Response:
+        with self._lock:
+            self._settle()
+            op = self._write_ops.get(request.params["op"].lower())
+        if op is None:
+            raise ArmError(404, "OperationNotFound", "The operation was not found.")
+        if op.status == "InProgress":
+            return _Response(200, {"status": "InProgress"}, {"Retry-After": self._retry_after})
+        return _Response(200, {"status": op.status})
+
+    # ---- backend health --------------------------------------------------------------------
+
+    def _route_backendhealth(self, request: _Request) -> _Response:
+        with self._lock:
+            self._settle()
+            doc = copy.deepcopy(self._existing(request))
+        expand = bool((request.query.get("$expand") or [""])[0])
+        return self._start_health_job(request, doc, lambda: self._gateway_health(doc, expand))
+
+    def _route_ondemand(self, request: _Request) -> _Response:
+        body = self._json_body(request)
+        with self._lock:
+            self._settle()
+            doc = copy.deepcopy(self._existing(request))
+        if not isinstance(body, dict):
+            raise val.bad_request("InvalidRequestContent", "The request content was invalid.")
+        plan = plan_on_demand(doc, body, self._limits)
+        if plan is None:
+            raise val.bad_request(
+                "InvalidResourceReference",
+                "backendAddressPool and backendHttpSettings must reference resources of "
+                f"{doc['id']}.",
+            )
+        return self._start_health_job(request, doc, lambda: self._on_demand_health(plan))
+
+    def _start_health_job(
+        self, request: _Request, doc: dict, compute: Callable[[], dict]
+    ) -> _Response:
+        job_id = str(uuid.uuid4())
+        location = (
+            f"{self.url}/subscriptions/{request.params['sub']}/providers/Microsoft.Network/"
+            f"locations/{doc.get('location') or 'local'}/operationResults/{job_id}"
+            f"?api-version={self._api_version(request)}"
+        )
+        job = _HealthJob(self._jobs.submit(compute), time.monotonic() + self._health_lro, location)
+        with self._lock:
+            self._health_jobs[job_id] = job
+        return _Response(202, None, {"Location": location, "Retry-After": self._retry_after})
+
+    def _route_op_result(self, request: _Request) -> _Response:
+        with self._lock:
+            job = self._health_jobs.get(request.params["op"].lower())
+        if job is None:
+            raise ArmError(404, "OperationNotFound", "The operation was not found.")
+        if not job.future.done() or time.monotonic() < job.not_before:
+            return _Response(
+                202, None, {"Location": job.location, "Retry-After": self._retry_after}
+            )
+        try:
+            return _Response(200, job.future.result())
+        except Exception as exc:
+            raise ArmError(500, "InternalServerError", f"Backend health failed: {exc}") from exc
+
+    def _gateway_health(self, doc: dict, expand: bool) -> dict:
+        """Cached per (pool, settings, member) and refreshed per probe interval (ref §1.4)."""
+        plans = plan_gateway(doc, self._limits)
+        gw = str(doc["id"]).lower()
+        now = self._clock()
+        stale = []
+        with self._lock:
+            for plan in plans:
+                for target in plan.targets:
+                    key = (
+                        gw,
+                        plan.pool_id.lower(),
+                        plan.settings_id.lower(),
+                        target.address.lower(),
+                    )
+                    cached = self._health_cache.get(key)
+                    if cached is None or now - cached[0] >= plan.interval:
+                        stale.append((key, target))
+        fresh = list(self._probes.map(probe, [target for _, target in stale]))
+        with self._lock:
+            for (key, _), result in zip(stale, fresh, strict=True):
+                self._health_cache[key] = (now, result)
+            results = {
+                key: self._health_cache[key][1]
+                for plan in plans
+                for key in self._plan_keys(gw, plan)
+            }
+        return self._health_body(doc, plans, results, expand)
+
+    @staticmethod
+    def _plan_keys(gw: str, plan: PairPlan) -> list[tuple[str, ...]]:
+        return [
+            (gw, plan.pool_id.lower(), plan.settings_id.lower(), t.address.lower())
+            for t in plan.targets
+        ]
+
+    def _health_body(
+        self,
+        doc: dict,
+        plans: list[PairPlan],
+        results: dict[tuple[str, ...], ProbeResult],
+        expand: bool,
+    ) -> dict:
+        gw = str(doc["id"]).lower()
+        pools: dict[str, dict] = {}
+        for plan in plans:
+            entry = pools.setdefault(
+                plan.pool_id.lower(),
+                {
+                    "backendAddressPool": self._ref(
+                        doc, "backendAddressPools", plan.pool_id, expand
+                    ),
+                    "backendHttpSettingsCollection": [],
+                },
+            )
+            servers = [
+                _server(t.address, results[key])
+                for t, key in zip(plan.targets, self._plan_keys(gw, plan), strict=True)
+            ]
+            entry["backendHttpSettingsCollection"].append(
+                {
+                    "backendHttpSettings": self._ref(
+                        doc, "backendHttpSettingsCollection", plan.settings_id, expand
+                    ),
+                    "servers": servers,
+                }
+            )
+        return {"backendAddressPools": list(pools.values())}
+
+    @staticmethod
+    def _ref(doc: dict, collection: str, child_id: str, expand: bool) -> dict:
+        if expand:
+            for child in props(val.redact(doc)).get(collection) or []:
+                if str(child.get("id", "")).lower() == child_id.lower():
+                    return dict(child)
+        return {"id": child_id}
+
+    def _on_demand_health(self, plan: PairPlan) -> dict:
+        """On demand: probed now, never from the cache."""
+        results = list(self._probes.map(probe, plan.targets))
+        return {
+            "backendAddressPool": {"id": plan.pool_id},
+            "backendHealthHttpSettings": {
+                "backendHttpSettings": {"id": plan.settings_id},
+                "servers": [
+                    _server(t.address, r) for t, r in zip(plan.targets, results, strict=True)
+                ],
+            },
+        }
+
+    # ---- control endpoint ------------------------------------------------------------------
+
+    def _control(self, request: _Request) -> _Response:
+        route = request.path.lower().rstrip("/")
+        with self._lock:
+            if request.method == "GET" and route == "/sandbox/requests":
+                return _Response(200, list(self._requests))
+            if request.method == "POST" and route == "/sandbox/reset-requests":
+                self._requests.clear()
+                return _Response(200, {"cleared": True})
+            if route == "/sandbox/faults":
+                if request.method == "POST":
+                    update = json.loads(request.body or b"{}")
+                    if isinstance(update, dict):
+                        self._faults.update(update)
+                return _Response(200, dict(self._faults))
+        return _Response(404, {"error": {"code": "NotFound", "message": "No such control route."}})
+
+
+_GWS_PATH = "/providers/microsoft.network/applicationgateways"
+
+
+def _server(address: str, result: ProbeResult) -> dict:
+    return {"address": address, "health": result.health, "healthProbeLog": result.log}
+
+
+class _TlsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(address, handler)
+        # The handshake runs in the request thread, so a slow client cannot stall accept().
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+
+
+def _make_handler(emulator: ArmEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "SandboxARM/1.0"
+
+        def setup(self) -> None:
+            super().setup()
+            self.request.settimeout(30)
+            self._tls_ok = True
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                self._tls_ok = False
+
+        def handle(self) -> None:
+            if self._tls_ok:  # a client that failed the handshake gets nothing more
+                with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError):
+                    super().handle()
+
+        def _serve(self) -> None:
+            if not self.client_address[0].startswith("127."):
+                self.send_error(403)
+                return
+            split = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = _Request(
+                method=self.command,
+                path=split.path,
+                query=parse_qs(split.query),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(length) if length else b"",
+            )
+            response = emulator.handle(request)
+            payload = b"" if response.body is None else json.dumps(response.body).encode()
+            self.send_response(response.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-ms-request-id", str(uuid.uuid4()))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler

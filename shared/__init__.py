@@ -1,0 +1,1 @@
+"""appgw-cert-bot: diagnose and fix Application Gateway backend certificate trust."""

@@ -1,0 +1,115 @@
+"""CLI commands for remediation: `fix`, `proposals`, `rollback` (registered into shared.cli).
+
+`fix` and `rollback` end with one line of JSON:
+{"gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any
+
+from shared.cli import register
+from shared.plan import Plan
+from shared.remediate import Remediator
+from shared.render import summary
+from shared.settings import Mode, load_settings
+
+
+def _remediator() -> Remediator:
+    from shared.service import local_remediator
+
+    return local_remediator(load_settings())
+
+
+def _me(args: argparse.Namespace) -> str:
+    return str(getattr(args, "as_user", None) or getpass.getuser())
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, sort_keys=False) + "\n")
+
+
+def _fix_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gateway-id", required=True, help="resource id of the Application Gateway")
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        help="lower the mode for this run (it can never raise the configured one)",
+    )
+    p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.add_argument("--as-user", help="identity recorded as the requester (default: login name)")
+
+
+def _confirm(plan: Plan) -> bool:
+    sys.stdout.write(summary(plan) + "\n")
+    if not sys.stdin.isatty():
+        sys.stdout.write("not confirmed: no terminal to ask (use --yes)\n")
+        return False
+    answer = input("Apply this change to the gateway? [y/N] ")
+    return answer.strip().lower() in {"y", "yes"}
+
+
+@register("fix", "diagnose a gateway, then apply or propose the fix policy allows", _fix_arguments)
+def _fix(args: argparse.Namespace) -> int:
+    outcome = _remediator().fix(
+        args.gateway_id,
+        requested_mode=Mode(args.mode) if args.mode else None,
+        requester=_me(args),
+        confirm=None if args.yes else _confirm,
+    )
+    if outcome.plan and outcome.action != "none":
+        sys.stdout.write(f"plan: {outcome.plan.get('action')} on {outcome.gateway}\n")
+    for check in outcome.verification:
+        sys.stdout.write(f"after: {check['settings']} {check['server']}: {check['health']}\n")
+    _print_json(outcome.to_json())
+    return 0
+
+
+def _proposals_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "show", "approve", "reject"])
+    p.add_argument("id", nargs="?", help="proposal id (show, approve, reject)")
+    p.add_argument("--status", help="list only proposals with this status")
+    p.add_argument("--reason", default="", help="why (reject)")
+    p.add_argument("--as-user", help="identity of the approver (default: login name)")
+
+
+@register("proposals", "list, show, approve or reject change proposals", _proposals_arguments)
+def _proposals(args: argparse.Namespace) -> int:
+    remediator = _remediator()
+    if args.action == "list":
+        for p in remediator.proposals.list(status=args.status):
+            plan = p.plan
+            sys.stdout.write(
+                f"{p.id}  {p.status:<9} {plan.get('action', '')}  {p.gateway_id.rsplit('/', 1)[-1]}"
+                f"  by {p.requester}\n"
+            )
+        return 0
+    if not args.id:
+        from shared.errors import InputError
+
+        raise InputError(f"proposals {args.action} needs a proposal id")
+    if args.action == "show":
+        _print_json(remediator.proposals.get(args.id).to_dict())
+        return 0
+    if args.action == "reject":
+        rejected = remediator.reject(args.id, _me(args), args.reason)
+        _print_json({"proposal": rejected.id, "status": rejected.status})
+        return 0
+    _print_json(remediator.approve(args.id, _me(args)).to_json())
+    return 0
+
+
+def _rollback_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gateway-id", required=True)
+    p.add_argument("--change", required=True, help="change id reported by fix")
+    p.add_argument("--as-user", help="identity recorded for the rollback")
+
+
+@register("rollback", "remove exactly what one change added", _rollback_arguments)
+def _rollback(args: argparse.Namespace) -> int:
+    _print_json(_remediator().rollback(args.gateway_id, args.change, by=_me(args)).to_json())
+    return 0

@@ -1,0 +1,641 @@
+"""The imperative shell of remediation: read, diagnose, decide, then write safely or propose.
+
+Everything that decides is pure and lives elsewhere (diagnosis, plan, policy, trust, retry); this
+module sequences the I/O around it:
+
+- one writer per gateway (a lock from `lock_for`: a file lock in the CLI, a blob lease in the app);
+- re-read right before writing, re-plan against that document, compare ETags once more just before
+  the PUT, send the whole document back with every field we did not mean to change;
+- back off and re-plan on contention, never replay a stale body; locks and policy denials become a
+  proposal; bounded LRO waits;
+- verify with backend health; roll back exactly what we added when asked or when the write left the
+  gateway failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.arm import ArmClient, ArmError, GatewayDocument
+from shared.changelog import ChangeLog, ChangeRecord, find_change, new_change_id
+from shared.diagnosis import Diagnosis, Finding, diagnose, probe_requests, route_hosts
+from shared.errors import BotError, OutOfScopeError
+from shared.gateway import Gateway, parse_gateway
+from shared.health import HealthState, ServerHealth, parse_backend_health
+from shared.ids import GatewayId, last_segment, parse_gateway_id, same_id
+from shared.plan import Plan, apply_plan, plan_fixes, plan_from_dict, plan_to_dict, replan
+from shared.plan import revert_plan as _revert_plan
+from shared.policy import Guards, Outcome, check_scope, decide, effective_mode
+from shared.proposals import Proposal, ProposalStore, build_proposal, check_approver
+from shared.report import to_json
+from shared.retry import Verdict, decide_retry
+from shared.settings import Mode, Settings
+from shared.tls_probe import TlsCapture, capture_all
+from shared.trust import TrustResult, check_certificate
+
+log = logging.getLogger(__name__)
+
+Captures = Mapping[tuple[str, int, str | None], TlsCapture]
+ProbeFn = Callable[[Iterable[tuple[str, int, str | None]]], Captures]
+
+
+class WriteRefused(BotError):
+    """A write cannot go ahead now; `propose` says whether a human can take it from here."""
+
+    def __init__(self, message: str, *, propose: bool, writes: int) -> None:
+        super().__init__(message)
+        self.propose = propose
+        self.writes = writes
+
+
+@dataclass
+class RemediationOutcome:
+    """What one remediation did; `to_json` is the CLI's last line and the job result."""
+
+    gateway: str
+    mode: str
+    action: str  # applied | proposed | none | refused | failed | rolled_back
+    arm_writes: int = 0
+    verified: bool | None = None
+    proposal: str | None = None
+    reason: str = ""
+    change: str | None = None
+    diagnosis: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    verification: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gateway": self.gateway,
+            "mode": self.mode,
+            "action": self.action,
+            "arm_writes": self.arm_writes,
+            "verified": self.verified,
+            "proposal": self.proposal,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A gateway read and diagnosed: the document, the parsed model, health and captures."""
+
+    current: GatewayDocument
+    gateway: Gateway
+    health: tuple[ServerHealth, ...]
+    captures: Captures
+    diagnosis: Diagnosis
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _tags(doc: Mapping[str, Any]) -> dict[str, str]:
+    tags = doc.get("tags")
+    return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {}
+
+
+class Remediator:
+    """Runs diagnosis, policy and the safe write for one gateway at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        arm: ArmClient,
+        proposals: ProposalStore,
+        changes: ChangeLog,
+        lock_for: Callable[[GatewayId], AbstractContextManager[Any]],
+        probe: ProbeFn | None = None,
+        trusted_certificates: Callable[[], Sequence[bytes]] | None = None,
+        notify: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.arm = arm
+        self.proposals = proposals
+        self.changes = changes
+        self.lock_for = lock_for
+        self._probe = probe or self._default_probe
+        self._trusted = trusted_certificates or (lambda: ())
+        self._notify = notify or (lambda kind, event: None)
+        self.clock = clock
+        self.sleep = sleep
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def _default_probe(self, requests: Iterable[tuple[str, int, str | None]]) -> Captures:
+        return capture_all(requests, timeout=float(self.settings["PROBE_TIMEOUT_SECONDS"]))
+
+    def assess(self, gid: GatewayId, *, hint: tuple[str, str] | None = None) -> Assessment:
+        """Read the gateway and its backend health, probe its own pool members, diagnose."""
+        current = self.arm.get_gateway(gid)
+        gateway = parse_gateway(current.doc)
+        health = parse_backend_health(self.arm.backend_health(gid))
+        hosts = route_hosts(current.doc)
+        captures = self._probe(probe_requests(gateway, health, hosts=hosts))
+        diagnosis = diagnose(gateway, health, captures, now=self.clock(), hint=hint, hosts=hosts)
+        return Assessment(current, gateway, health, captures, diagnosis)
+
+    # ---- the whole job ------------------------------------------------------------------------
+
+    def fix(
+        self,
+        gateway_id: str,
+        *,
+        requested_mode: Mode | None = None,
+        requester: str = "cli",
+        hint: tuple[str, str] | None = None,
+        confirm: Callable[[Plan], bool] | None = None,
+    ) -> RemediationOutcome:
+        """Diagnose the gateway and apply, propose or only report the fixes policy allows."""
+        gid = parse_gateway_id(gateway_id)
+        mode = Mode.lowest(self.settings.mode, requested_mode)
+        try:
+            check_scope(self.settings, gid.id)
+        except OutOfScopeError as exc:
+            return RemediationOutcome(gid.id, mode.value, "refused", reason=str(exc))
+        assessment = self.assess(gid, hint=hint)
+        doc = assessment.current.doc
+        decision = effective_mode(self.settings, _tags(doc), requested_mode)
+        outcome = RemediationOutcome(
+            gid.id, decision.mode.value, "none", diagnosis=to_json(assessment.diagnosis)
+        )
+        plans = [p for p in plan_fixes(doc, assessment.diagnosis) if not p.is_noop]
+        if not plans:
+            outcome.reason = self._nothing_to_do(assessment.diagnosis)
+            return outcome
+        results = [
+            self._handle_plan(gid, assessment, plan, decision, requester, confirm) for plan in plans
+        ]
+        return self._merge(outcome, results)
+
+    def _nothing_to_do(self, diagnosis: Diagnosis) -> str:
+        unhealthy = [f for f in diagnosis.findings if f.health != HealthState.HEALTHY.value]
+        if not unhealthy:
+            return "every backend is healthy"
+        causes = sorted({f.cause.value for f in unhealthy})
+        return "no actionable fix for: " + ", ".join(causes)
+
+    def _merge(
+        self, base: RemediationOutcome, results: list[RemediationOutcome]
+    ) -> RemediationOutcome:
+        # The first plan is the most important; writes add up; any proposal is reported.
+        first = results[0]
+        base.action = first.action
+        base.reason = "; ".join(r.reason for r in results if r.reason)
+        base.arm_writes = sum(r.arm_writes for r in results)
+        base.proposal = next((r.proposal for r in results if r.proposal), None)
+        base.change = next((r.change for r in results if r.change), None)
+        verified = [r.verified for r in results if r.verified is not None]
+        base.verified = all(verified) if verified else None
+        base.plan = first.plan
+        base.verification = [v for r in results for v in r.verification]
+        return base
+
+    def _handle_plan(
+        self,
+        gid: GatewayId,
+        assessment: Assessment,
+        plan: Plan,
+        decision: Any,
+        requester: str,
+        confirm: Callable[[Plan], bool] | None,
+    ) -> RemediationOutcome:
+        trust = self._trust(assessment, plan)
+        past = [c for rec in self.changes.for_gateway(gid.id) for c in rec.as_changes()]
+        guards = Guards.from_settings(self.settings, past).check(
+            gid.id,
+            plan.settings_names,
+            plan.thumbprint,
+            self.clock(),
+            adds_certificate=plan.certificate is not None,
+        )
+        verdict = decide(decision, plan.action, trust, guards)
+        result = RemediationOutcome(gid.id, decision.mode.value, "none", plan=plan_to_dict(plan))
+        if verdict.outcome is Outcome.DIAGNOSE:
+            result.reason = "diagnose mode: " + "; ".join(verdict.reasons)
+            return result
+        if verdict.outcome is Outcome.PROPOSE:
+            return self._propose(gid, assessment, plan, requester, verdict.reasons)
+        if confirm is not None and not confirm(plan):
+            result.reason = "not confirmed by the operator"
+            return result
+        try:
+            return self._apply(gid, plan, by=requester, affected=self._affected(assessment, plan))
+        except WriteRefused as exc:
+            if exc.propose:
+                proposed = self._propose(gid, assessment, plan, requester, (str(exc),))
+                proposed.arm_writes = exc.writes
+                return proposed
+            return RemediationOutcome(
+                gid.id, decision.mode.value, "failed", arm_writes=exc.writes, reason=str(exc)
+            )
+
+    # ---- trust --------------------------------------------------------------------------------
+
+    def _trust(self, assessment: Assessment, plan: Plan) -> TrustResult | None:
+        fix = plan.fix
+        if fix is None or fix.certificate is None:
+            return None
+        wanted = fix.certificate.sha1.upper()
+        # Only captures the bot made itself, of its own pool members, count as "fetched from pool".
+        presented = [
+            c for c in assessment.captures.values() if any(x.sha1 == wanted for x in c.chain)
+        ]
+        leaf = next((c.leaf.sha1 for c in presented if c.leaf is not None), None)
+        try:
+            trusted = list(self._trusted())
+        except Exception as exc:  # noqa: BLE001 - any failure of the trusted source means "propose"
+            return TrustResult(False, (f"the trusted source could not be read: {exc}",))
+        return check_certificate(
+            fix,
+            {"presented_sha1": leaf} if leaf else None,
+            generation=assessment.gateway.generation,
+            fetched_from_pool=bool(presented),
+            now=self.clock(),
+            trusted_ders=trusted,
+            subject_pattern=self.settings["TRUSTED_SUBJECT_PATTERN"],
+        )
+
+    @staticmethod
+    def _affected(assessment: Assessment, plan: Plan) -> list[Finding]:
+        names = {n.lower() for n in plan.settings_names}
+        return [
+            f
+            for f in assessment.diagnosis.findings
+            if f.settings.lower() in names and f.health != HealthState.HEALTHY.value
+        ]
+
+    # ---- proposals ----------------------------------------------------------------------------
+
+    def _propose(
+        self,
+        gid: GatewayId,
+        assessment: Assessment,
+        plan: Plan,
+        requester: str,
+        reasons: Sequence[str],
+    ) -> RemediationOutcome:
+        findings = to_json(assessment.diagnosis)["findings"]
+        names = {n.lower() for n in plan.settings_names}
+        evidence = [f for f in findings if str(f.get("settings", "")).lower() in names]
+        cert = plan.fix.certificate if plan.fix else None
+        proposal = build_proposal(
+            plan,
+            assessment.current.doc,
+            requester=requester,
+            now=self.clock(),
+            gateway_etag=assessment.current.etag,
+            evidence=evidence,
+            certificate_cer=cert.cer if cert else None,
+            reasons=reasons,
+        )
+        open_twin = self._open_twin(proposal)
+        if open_twin is not None:
+            return RemediationOutcome(
+                gid.id,
+                "propose",
+                "proposed",
+                proposal=open_twin.id,
+                reason="an open proposal for the same change exists",
+                plan=proposal.plan,
+            )
+        self.proposals.create(proposal)
+        self._notify("proposal_created", self._event(proposal, "proposal_created"))
+        return RemediationOutcome(
+            gid.id,
+            "propose",
+            "proposed",
+            proposal=proposal.id,
+            reason="; ".join(reasons),
+            plan=proposal.plan,
+        )
+
+    def _open_twin(self, proposal: Proposal) -> Proposal | None:
+        """An open proposal for the same gateway and the same planned change (no duplicates)."""
+        for other in self.proposals.list(status="open"):
+            if same_id(other.gateway_id, proposal.gateway_id) and _same_change(
+                other.plan, proposal.plan
+            ):
+                return other
+        return None
+
+    @staticmethod
+    def _event(proposal: Proposal, kind: str, **extra: Any) -> dict[str, Any]:
+        plan = proposal.get_plan()
+        return {
+            "event": kind,
+            "gateway": proposal.gateway_id,
+            "action": plan.action.value,
+            "thumbprint": plan.thumbprint,
+            "settings": list(plan.settings_names),
+            "proposal": proposal.id,
+            **extra,
+        }
+
+    def approve(self, proposal_id: str, approver: str) -> RemediationOutcome:
+        """Approve an open proposal: re-read, re-plan, refuse if it no longer applies, apply."""
+        proposal = self.proposals.get(proposal_id)
+        check_approver(proposal, approver, self.settings["APPROVERS"])
+        gid = parse_gateway_id(proposal.gateway_id)
+        check_scope(self.settings, gid.id)
+        if self.settings.kill_switch:
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "refused",
+                proposal=proposal.id,
+                reason="kill switch is on: no gateway writes",
+            )
+        plan = proposal.get_plan()
+        current = self.arm.get_gateway(gid)
+        fresh = replan(current.doc, plan)
+        if fresh.is_noop:
+            self._close(proposal, "superseded", approver, {"reason": fresh.noop_reason})
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "none",
+                proposal=proposal.id,
+                reason=f"no longer needed: {fresh.noop_reason}",
+            )
+        self._close(proposal, "approved", approver, None)
+        proposal = self.proposals.get(proposal_id)
+        try:
+            outcome = self._apply(gid, plan, by=approver, affected=None)
+        except (WriteRefused, BotError) as exc:
+            writes = exc.writes if isinstance(exc, WriteRefused) else 0
+            self._close(proposal, "failed", approver, {"reason": str(exc)}, expected="approved")
+            return RemediationOutcome(
+                gid.id, "apply", "failed", arm_writes=writes, proposal=proposal.id, reason=str(exc)
+            )
+        outcome.proposal = proposal.id
+        self._close(proposal, "applied", approver, outcome.to_json(), expected="approved")
+        self._notify("proposal_applied", self._event(proposal, "proposal_applied", by=approver))
+        return outcome
+
+    def reject(self, proposal_id: str, approver: str, reason: str = "") -> Proposal:
+        proposal = self.proposals.get(proposal_id)
+        check_approver(proposal, approver, self.settings["APPROVERS"])
+        self._close(proposal, "rejected", approver, {"reason": reason})
+        self._notify("proposal_rejected", self._event(proposal, "proposal_rejected", by=approver))
+        return self.proposals.get(proposal_id)
+
+    def _close(
+        self,
+        proposal: Proposal,
+        status: str,
+        by: str,
+        outcome: dict[str, Any] | None,
+        *,
+        expected: str = "open",
+    ) -> None:
+        updated = replace(
+            proposal,
+            status=status,
+            decided_by=by,
+            decided_at=self.clock().isoformat(),
+            outcome=outcome if outcome is not None else proposal.outcome,
+        )
+        self.proposals.update(updated, expected_status=expected)
+
+    # ---- the safe write -----------------------------------------------------------------------
+
+    def _apply(
+        self, gid: GatewayId, plan: Plan, *, by: str, affected: list[Finding] | None
+    ) -> RemediationOutcome:
+        before, after, writes, final = self.safe_write(gid, lambda doc: replan(doc, plan))
+        if final.is_noop:
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "none",
+                arm_writes=writes,
+                reason=f"already in place: {final.noop_reason}",
+                plan=plan_to_dict(final),
+            )
+        change = ChangeRecord(
+            id=new_change_id(self.clock()),
+            gateway_id=gid.id,
+            when=self.clock().isoformat(),
+            by=by,
+            kind="apply",
+            plan=plan_to_dict(final),
+            settings=final.settings_names,
+            thumbprint=final.thumbprint,
+            etag_before=before.etag if before else None,
+            etag_after=after.etag if after else None,
+        )
+        self.changes.record(change)
+        if after is not None and (after.provisioning_state or "").lower() == "failed":
+            rollback = self.rollback(gid.id, change.id, by="auto-rollback")
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "failed",
+                arm_writes=writes + rollback.arm_writes,
+                change=change.id,
+                reason="the gateway update failed; rolled back",
+            )
+        verified, checks = self.verify(gid, final, affected)
+        outcome = RemediationOutcome(
+            gid.id,
+            "apply",
+            "applied",
+            arm_writes=writes,
+            verified=verified,
+            change=change.id,
+            plan=plan_to_dict(final),
+            verification=checks,
+            reason=f"{final.action.value} on {', '.join(final.settings_names)}",
+        )
+        self._notify(
+            "applied",
+            {
+                "event": "applied",
+                "gateway": gid.id,
+                "action": final.action.value,
+                "thumbprint": final.thumbprint,
+                "settings": list(final.settings_names),
+                "change": change.id,
+                "by": by,
+                "reason": outcome.reason,
+            },
+        )
+        return outcome
+
+    def safe_write(
+        self, gid: GatewayId, make_plan: Callable[[dict[str, Any]], Plan]
+    ) -> tuple[GatewayDocument | None, GatewayDocument | None, int, Plan]:
+        """Re-plan on a fresh read and write it.
+
+        Returns (document before, document after, PUT requests sent, the plan applied).
+        """
+        planned: list[Plan] = []
+
+        def build(doc: dict[str, Any]) -> dict[str, Any] | None:
+            plan = make_plan(doc)
+            planned.append(plan)
+            return None if plan.is_noop else apply_plan(doc, plan)
+
+        before, after, writes = self._write_loop(gid, build, what="gateway write")
+        return before, after, writes, planned[-1]
+
+    def _write_loop(
+        self,
+        gid: GatewayId,
+        build: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        what: str,
+    ) -> tuple[GatewayDocument, GatewayDocument | None, int]:
+        """Under the gateway's lock: read, build the body, check the ETag again, PUT; retry.
+
+        `build` returns None when there is nothing to write. Every attempt starts from a fresh
+        read, so a body is never replayed after a conflict.
+        """
+        if self.settings.kill_switch:
+            raise WriteRefused("kill switch is on: no gateway writes", propose=True, writes=0)
+        attempts = int(self.settings["WRITE_ATTEMPTS"])
+        writes = 0
+        last_reason = "no attempt made"
+        with self.lock_for(gid) as lock:
+            for attempt in range(1, attempts + 1):
+                current = self.arm.get_gateway(gid)
+                body = build(current.doc)
+                if body is None:
+                    return current, None, writes
+                # Another writer between our read and our write: build again on their document.
+                if self.arm.get_gateway(gid).etag != current.etag:
+                    last_reason = "the gateway changed between read and write"
+                    log.info("gateway %s changed under us; re-planning", gid.name)
+                    continue
+                if getattr(lock, "lost", False):
+                    # Another worker may hold the gateway now: writing would make two writers.
+                    raise WriteRefused("lost the gateway lease", propose=False, writes=writes)
+                try:
+                    writes += 1
+                    after = self.arm.put_gateway(gid, body)
+                except ArmError as exc:
+                    decision = decide_retry(exc, attempt)
+                    last_reason = decision.reason
+                    if decision.verdict is Verdict.RETRY and attempt < attempts:
+                        log.info(
+                            "%s on %s: %s; retry in %.1f s", what, gid.name, exc, decision.delay
+                        )
+                        self.sleep(decision.delay)
+                        continue
+                    raise WriteRefused(
+                        f"{what} not done: {decision.reason}",
+                        propose=decision.verdict is Verdict.PROPOSE,
+                        writes=writes,
+                    ) from exc
+                return current, after, writes
+        raise WriteRefused(
+            f"{what} not done after {attempts} attempts: {last_reason}",
+            propose=False,
+            writes=writes,
+        )
+
+    # ---- verification -------------------------------------------------------------------------
+
+    def verify(
+        self, gid: GatewayId, plan: Plan, affected: list[Finding] | None
+    ) -> tuple[bool | None, list[dict[str, Any]]]:
+        """Poll backend health until the affected servers are healthy or the deadline passes.
+
+        Azure refreshes backend health per probe interval, so polls are spaced by that interval.
+        """
+        deadline = float(self.settings["VERIFY_DEADLINE_SECONDS"])
+        if deadline <= 0:
+            return None, []
+        names = {n.lower() for n in plan.settings_names}
+        servers = {(f.settings.lower(), f.server) for f in affected} if affected else None
+        start = time.monotonic()
+        checks: list[dict[str, Any]] = []
+        interval = self._poll_interval(gid)
+        while True:
+            health = parse_backend_health(self.arm.backend_health(gid))
+            mine = [
+                h
+                for h in health
+                if last_segment(h.settings_id).lower() in names
+                and (servers is None or (last_segment(h.settings_id).lower(), h.address) in servers)
+            ]
+            checks = [
+                {
+                    "settings": last_segment(h.settings_id),
+                    "server": h.address,
+                    "health": h.health.value,
+                    "probe_log": h.probe_log,
+                }
+                for h in mine
+            ]
+            if mine and all(h.health is HealthState.HEALTHY for h in mine):
+                return True, checks
+            if time.monotonic() - start + interval > deadline:
+                return False, checks
+            self.sleep(interval)
+
+    def _poll_interval(self, gid: GatewayId) -> float:
+        try:
+            probes = self.arm.get_gateway(gid).doc.get("properties", {}).get("probes", [])
+            intervals = [float(p.get("properties", {}).get("interval") or 30) for p in probes or []]
+        except (ArmError, AttributeError, TypeError, ValueError):
+            intervals = []
+        return max(1.0, min(intervals or [30.0]))
+
+    # ---- rollback -----------------------------------------------------------------------------
+
+    def rollback(self, gateway_id: str, change_id: str, *, by: str = "cli") -> RemediationOutcome:
+        """Remove exactly what change `change_id` added, by the same safe write."""
+        gid = parse_gateway_id(gateway_id)
+        check_scope(self.settings, gid.id)
+        change = find_change(self.changes, gid.id, change_id)
+        plan = plan_from_dict(change.plan)
+
+        def build(doc: dict[str, Any]) -> dict[str, Any] | None:
+            body = _revert_plan(doc, plan)
+            return None if body == doc else body
+
+        before, after, writes = self._write_loop(gid, build, what="rollback")
+        record = ChangeRecord(
+            id=new_change_id(self.clock()),
+            gateway_id=gid.id,
+            when=self.clock().isoformat(),
+            by=by,
+            kind="rollback",
+            plan=change.plan,
+            settings=(),
+            thumbprint=None,
+            etag_before=before.etag if before else None,
+            etag_after=after.etag if after else None,
+            extra={"rolls_back": change.id},
+        )
+        self.changes.record(record)
+        return RemediationOutcome(
+            gid.id,
+            "apply",
+            "rolled_back",
+            arm_writes=writes,
+            change=record.id,
+            reason=f"reverted {change.id}",
+        )
+
+
+def _same_change(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two serialised plans make the same change (ignoring the document they were planned on)."""
+    keys = ("action", "certificate_ref_name", "collection")
+    if any(a.get(k) != b.get(k) for k in keys):
+        return False
+    names_a = sorted(c.get("settings_name", "") for c in a.get("settings_changes", []))
+    names_b = sorted(c.get("settings_name", "") for c in b.get("settings_changes", []))
+    return names_a == names_b

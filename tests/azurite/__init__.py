@@ -1,0 +1,1 @@
+"""Tests that need Azurite (started once per session by conftest.py)."""
