@@ -94,8 +94,8 @@ def show_health(client: Any, gateway_id: str, deadline_seconds: float) -> int:
     return len(bad)
 
 
-def run_demo(scenario: str, workdir: Path | None = None) -> int:
-    """Start the sandbox, show each gateway's backend health, stop. Exit code 0."""
+def run_sandbox_only(scenario: str, workdir: Path | None = None) -> int:
+    """Start the sandbox, show each gateway's backend health, stop."""
     with tempfile.TemporaryDirectory(prefix="appgw-sandbox-") as tmp:
         handle: SandboxHandle = start_sandbox(scenario, workdir=workdir or Path(tmp))
         try:
@@ -109,3 +109,10 @@ def run_demo(scenario: str, workdir: Path | None = None) -> int:
             handle.stop()
     print("sandbox stopped")
     return 0
+
+
+def run_demo(scenario: str, workdir: Path | None = None, out_dir: Path | None = None) -> int:
+    """The bot end to end on the sandbox: see sandbox/bot_demo.py."""
+    from sandbox.bot_demo import run_bot_demo
+
+    return run_bot_demo(scenario, workdir=workdir, out_dir=out_dir or Path("out"))

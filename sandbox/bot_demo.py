@@ -1,0 +1,260 @@
+"""`make demo`: the bot end to end on the local sandbox.
+
+Starts the sandbox scenario, Azurite and the local Functions runner serving function_app; shows the
+backend health; posts a real common-schema alert to /api/alerts; follows the job; prints the
+diagnosis; writes the exported CER; lets the policy apply the fix (or, for a proposal, approves it
+through the API as a signed-in approver); shows the backend health again; ends with one JSON line:
+{"scenario", "before", "after", "arm_writes", "seconds", "job"}.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sandbox.demo import network_client, sandbox_environment, show_health
+from sandbox.runtime import SandboxHandle, start_sandbox
+
+APPROVER = "approver@contoso.com"
+REQUESTER_NOTE = "the alert's job proposed the change; a second person approves it"
+
+
+def _http(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback only
+    request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _arm_puts(handle: SandboxHandle) -> int:
+    context = ssl.create_default_context(cafile=handle.env["REQUESTS_CA_BUNDLE"])
+    url = handle.env["SANDBOX_CONTROL_URL"] + "/requests"
+    with urllib.request.urlopen(url, context=context, timeout=10) as response:  # noqa: S310
+        requests = json.loads(response.read())
+    return sum(1 for r in requests if r["method"] == "PUT")
+
+
+def alert_payload(gateway_id: str, pool: str, settings: str) -> dict[str, Any]:
+    """A common-schema UnhealthyHostCount alert as an action group sends it (ids lower-cased)."""
+    sub = gateway_id.split("/")[2]
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime())
+    return {
+        "schemaId": "azureMonitorCommonAlertSchema",
+        "data": {
+            "essentials": {
+                "alertId": f"/subscriptions/{sub}/providers/Microsoft.AlertsManagement/alerts/"
+                f"{uuid.uuid4()}",
+                "alertRule": "appgw-unhealthy-backends",
+                "severity": "Sev1",
+                "signalType": "Metric",
+                "monitorCondition": "Fired",
+                "monitoringService": "Platform",
+                "alertTargetIDs": [gateway_id.lower()],
+                "configurationItems": [gateway_id.rsplit("/", 1)[-1]],
+                "originAlertId": f"{sub}_demo_{uuid.uuid4().hex[:8]}",
+                "firedDateTime": now,
+                "description": "Backend hosts of the gateway are unhealthy",
+                "essentialsVersion": "1.0",
+                "alertContextVersion": "1.0",
+            },
+            "alertContext": {
+                "properties": None,
+                "conditionType": "SingleResourceMultipleMetricCriteria",
+                "condition": {
+                    "windowSize": "PT5M",
+                    "allOf": [
+                        {
+                            "metricName": "UnhealthyHostCount",
+                            "metricNamespace": "Microsoft.Network/applicationGateways",
+                            "operator": "GreaterThan",
+                            "threshold": "0",
+                            "timeAggregation": "Average",
+                            "dimensions": [
+                                {"name": "BackendSettingsPool", "value": f"{pool}~{settings}"}
+                            ],
+                            "metricValue": 1.0,
+                            "webTestName": None,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _follow(url: str, key: str, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        status, job = _http("GET", f"{url}/api/jobs/{job_id}?code={key}")
+        if status == 200:
+            if job.get("state") != last:
+                last = job.get("state", "")
+                print(f"  job {job_id}: {last}")
+            if last in {"succeeded", "failed", "proposed"}:
+                return job
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} did not finish within {timeout:.0f} s")
+
+
+def _print_diagnosis(diagnosis: dict[str, Any] | None) -> list[dict[str, Any]]:
+    findings = (diagnosis or {}).get("findings", [])
+    print("diagnosis:")
+    for f in findings:
+        fix = f.get("fix") or {}
+        cert = fix.get("certificate") or {}
+        print(f"  {f['pool']} ~ {f['settings']} {f['server']}: {f['health']}, cause {f['cause']}")
+        if f.get("probe_log"):
+            print(f"    probe log: {f['probe_log']}")
+        target = (f.get("evidence") or {}).get("target") or {}
+        if target:
+            print(f"    gateway's handshake: {target.get('reason', '')}")
+        if fix.get("action") and fix["action"] != "none":
+            what = f"SHA-1 {cert['sha1']}" if cert else f"host name {fix.get('host_name')}"
+            print(f"    fix: {fix['action']} ({what}) on {', '.join(fix.get('settings', []))}")
+        for warning in f.get("warnings", []):
+            print(f"    warning: {warning}")
+    return findings
+
+
+def _write_cers(findings: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    written = []
+    for f in findings:
+        cert = (f.get("fix") or {}).get("certificate")
+        if cert and cert.get("cer"):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / f"{cert['sha1']}.cer"
+            path.write_text(cert["cer"], encoding="ascii")
+            if path not in written:
+                written.append(path)
+                print(f"exported Base-64 CER: {path}")
+    return written
+
+
+def _health_word(unhealthy: int) -> str:
+    return "healthy" if unhealthy == 0 else "unhealthy"
+
+
+def run_bot_demo(scenario: str, *, workdir: Path | None, out_dir: Path) -> int:
+    from sandbox.azurite import start_azurite
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="appgw-demo-") as tmp:
+        base = workdir or Path(tmp)
+        handle = start_sandbox(scenario, workdir=base / "sandbox")
+        azurite = None
+        try:
+            azurite = start_azurite(base / "azurite")
+            result = _run(handle, azurite.connection_string, scenario, out_dir)
+        finally:
+            if azurite is not None:
+                azurite.stop()
+            handle.stop()
+            print("stopped the sandbox, Azurite and the function runner")
+    result["seconds"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result))
+    return 0 if result["after"] == "healthy" else 1
+
+
+def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -> dict[str, Any]:
+    import function_app
+    from sandbox.funcrunner import FunctionRunner
+
+    key = secrets.token_urlsafe(24)
+    gateway_id = handle.gateway_ids[0]
+    interval = float(handle.scenario.options.get("probe_interval_seconds", 2))
+    env = {
+        **handle.env,
+        "ARM_POLLING_INTERVAL": "1",
+        "VERIFY_DEADLINE_SECONDS": "60",
+        "APPROVERS": APPROVER,
+        "WEBSITE_AUTH_ENABLED": "True",
+        "STATE_DIR": str(out_dir / "state"),
+    }
+    with sandbox_environment(env):
+        client = network_client(env)
+        print(f"sandbox ready: {handle.scenario.name}; gateway {gateway_id.rsplit('/', 1)[-1]}")
+        print("backend health before:")
+        before = show_health(client, gateway_id, deadline_seconds=3 * interval + 10)
+        runner = FunctionRunner(
+            function_app.app,
+            env=env,
+            connection=connection,
+            keys={"default": key},
+            easy_auth=True,
+        )
+        with runner:
+            print(f"function app running locally at {runner.url} (stand-in for `func start`)")
+            pool, settings = _first_unhealthy_pair(client, gateway_id)
+            status, accepted = _http(
+                "POST",
+                f"{runner.url}/api/alerts?code={key}",
+                alert_payload(gateway_id, pool, settings),
+            )
+            print(f"POST /api/alerts -> {status} {json.dumps(accepted)}")
+            if status != 202:
+                raise RuntimeError(f"the alert was not accepted: {accepted}")
+            job_id = accepted["jobs"][0]
+            job = _follow(runner.url, key, job_id)
+            findings = _print_diagnosis(job.get("diagnosis"))
+            _write_cers(findings, out_dir)
+            outcome = job.get("outcome") or {}
+            print(f"outcome: {json.dumps(outcome)}")
+            if job.get("state") == "proposed" and outcome.get("proposal"):
+                job = _approve(runner.url, key, outcome["proposal"])
+                print(f"outcome: {json.dumps(job.get('outcome') or {})}")
+        print("backend health after:")
+        after = show_health(client, gateway_id, deadline_seconds=3 * interval + 10)
+    return {
+        "scenario": scenario,
+        "before": _health_word(before),
+        "after": _health_word(after),
+        "arm_writes": _arm_puts(handle),
+        "seconds": 0.0,
+        "job": job_id,
+    }
+
+
+def _first_unhealthy_pair(client: Any, gateway_id: str) -> tuple[str, str]:
+    parts = gateway_id.split("/")
+    health = client.application_gateways.begin_backend_health(parts[4], parts[8]).result()
+    for pool in health.backend_address_pools or []:
+        for entry in pool.backend_http_settings_collection or []:
+            if any(s.health not in ("Up", "Healthy") for s in entry.servers or []):
+                return (
+                    pool.backend_address_pool.id.rsplit("/", 1)[-1],
+                    entry.backend_http_settings.id.rsplit("/", 1)[-1],
+                )
+    raise RuntimeError("no unhealthy backend to alert on")
+
+
+def _approve(url: str, key: str, proposal_id: str) -> dict[str, Any]:
+    status, proposal = _http("GET", f"{url}/api/proposals/{proposal_id}?code={key}")
+    print(f"proposal {proposal_id} ({REQUESTER_NOTE}):")
+    print("  " + str((proposal.get("renderings") or {}).get("summary", "")).replace("\n", "\n  "))
+    status, accepted = _http(
+        "POST",
+        f"{url}/api/proposals/{proposal_id}/approve?code={key}",
+        {},
+        {"x-ms-client-principal-name": APPROVER},
+    )
+    print(f"POST /api/proposals/{proposal_id}/approve as {APPROVER} -> {status}")
+    if status != 202:
+        raise RuntimeError(f"approval refused: {accepted}")
+    return _follow(url, key, accepted["job"])

@@ -1,0 +1,38 @@
+"""`make demo` runs the bot end to end; its last line is the JSON contract of issue 5."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("scenario", ["ilb-ase-v1", "ilb-ase-v2-nosni"])
+def test_demo_heals_the_gateway_and_ends_with_json(scenario: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "demo", "--scenario", scenario],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(last) == {"scenario", "before", "after", "arm_writes", "seconds", "job"}
+    assert last["scenario"] == scenario
+    assert (last["before"], last["after"]) == ("unhealthy", "healthy")
+    assert last["arm_writes"] == 1
+    assert "Traceback" not in done.stderr
+    if scenario == "ilb-ase-v1":
+        cers = list((tmp_path / "out").glob("*.cer"))
+        assert len(cers) == 1
+        assert cers[0].read_text().startswith("-----BEGIN CERTIFICATE-----\n")
+    else:
+        assert "approve as approver@contoso.com -> 202" in done.stdout
