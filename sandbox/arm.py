@@ -5,10 +5,17 @@ appgw-backend-tls.md §4, §6): bearer tokens, case-insensitive paths, weak ETag
 long-running operation with Azure-AsyncOperation, backend health as a Location LRO, ARM-shaped
 errors. Backend health is computed by really probing the pool members (sandbox.health_rules).
 
-Control endpoint (no auth, loopback only) under `{url}/sandbox`:
-  GET  /sandbox/requests        -> [{"method", "path", "status"}] of every ARM request served
-  POST /sandbox/reset-requests  -> forget them
-  GET/POST /sandbox/faults      -> read / merge fault switches (see `_fault_for`)
+Control endpoint (no auth, loopback only, never subject to faults) under `{url}/sandbox`:
+  GET    /sandbox/requests        -> [{"method", "path", "status"}] of every ARM request served
+  POST   /sandbox/reset-requests  -> forget them
+  GET    /sandbox/faults          -> {"faults": [active rules with remaining counts],
+                                      "other_writes": [{"gateway", "etag", "error"}]}
+  POST   /sandbox/faults          -> add rules (sandbox/faults.py; 400 if any rule is invalid)
+  DELETE /sandbox/faults          -> clear every rule
+
+Options (scenario `options`): lro_delay_seconds, health_lro_seconds, retry_after_seconds,
+conflict ("409" | "429" | "none": what an overlapping PUT gets), probe_interval_seconds,
+probe_timeout_cap_seconds, hosts, resource_groups, faults (rules, as POSTed), clock (tests).
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 
 from sandbox import arm_validation as val
 from sandbox.arm_validation import ArmError
+from sandbox.faults import AfterGet, Effect, ErrorReply, FaultBook, FaultError, LroEnd, merge_patch
 from sandbox.health_rules import (
     PairPlan,
     ProbeLimits,
@@ -69,6 +77,9 @@ class _WriteOp:
     gateway_key: str
     done_at: float
     status: str = "InProgress"
+    final: str = "Succeeded"  # Succeeded | Failed | Canceled (faults)
+    error: dict[str, str] | None = None
+    touches_gateway: bool = True  # the gateway's provisioningState follows this operation
 
 
 @dataclass
@@ -79,17 +90,18 @@ class _HealthJob:
 
 
 @dataclass
-class _Request:
+class Request:
     method: str
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    effect: Effect | None = None  # what a fault rule decided for this request
 
 
 @dataclass
-class _Response:
+class Response:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -140,7 +152,11 @@ class ArmEmulator:
         # (gateway, pool, settings, member) -> (probed at, result); refreshed per probe interval.
         self._health_cache: dict[tuple[str, ...], tuple[float, ProbeResult]] = {}
         self._requests: list[dict] = []
-        self._faults: dict[str, Any] = dict(options.get("faults") or {})
+        try:
+            self._faults = FaultBook(options.get("faults"))
+        except FaultError as exc:
+            raise ValueError(f"options.faults: {exc}") from exc
+        self._other_writes: list[dict[str, str | None]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="arm-health")
@@ -153,20 +169,9 @@ class ArmEmulator:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        with tempfile.TemporaryDirectory() as tmp:
-            cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-            cert.write_bytes(self._tls[0])
-            key.write_bytes(self._tls[1])
-            context.load_cert_chain(cert, key)
-        server = _TlsServer(("127.0.0.1", 0), _make_handler(self), context)
-        self._server = server
-        self.url = f"https://127.0.0.1:{server.server_address[1]}"
+        self._server, self._thread = serve_https(self, self._tls, "arm-emulator")
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         self.control_url = f"{self.url}/sandbox"
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="arm-emulator", daemon=True
-        )
-        self._thread.start()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -235,41 +240,45 @@ class ArmEmulator:
         now = self._clock()
         for op_id, op in self._write_ops.items():
             if op.status == "InProgress" and now >= op.done_at:
-                op.status = "Succeeded"
+                op.status = op.final
                 if self._busy.get(op.gateway_key) == op_id:
                     del self._busy[op.gateway_key]
-                    self._set_state(self._gateways[op.gateway_key], "Succeeded")
+                    if op.touches_gateway and op.gateway_key in self._gateways:
+                        # A failed update leaves the gateway Failed (ref §6, azure-cli #32961).
+                        state = "Failed" if op.final == "Failed" else "Succeeded"
+                        self._set_state(self._gateways[op.gateway_key], state)
 
     # ---- HTTP entry point ------------------------------------------------------------------
 
-    def handle(self, request: _Request) -> _Response:
+    def handle(self, request: Request) -> Response:
         if request.path.lower().startswith("/sandbox"):
             return self._control(request)
         try:
             response = self._arm(request)
         except ArmError as exc:
-            response = _Response(exc.status, exc.body(), dict(exc.headers))
+            response = Response(exc.status, exc.body(), dict(exc.headers))
         with self._lock:
             self._requests.append(
                 {"method": request.method, "path": request.path, "status": response.status}
             )
         return response
 
-    def _arm(self, request: _Request) -> _Response:
+    def _arm(self, request: Request) -> Response:
         self._authenticate(request)
         for method, name, pattern in ROUTES:
             match = pattern.match(request.path)
             if match and method == request.method:
                 request.params = match.groupdict()
-                fault = self._fault_for(request, name)
-                if fault is not None:
-                    raise fault
+                request.effect = self._fault_for(request, name)
+                if isinstance(request.effect, ErrorReply):
+                    reply = request.effect
+                    raise ArmError(reply.status, reply.code, reply.message, headers=reply.headers)
                 self._check_subscription(request.params["sub"])
-                handler: Callable[[_Request], _Response] = getattr(self, f"_route_{name}")
+                handler: Callable[[Request], Response] = getattr(self, f"_route_{name}")
                 return handler(request)
         raise ArmError(404, "NotFound", f"No route for {request.method} {request.path}.")
 
-    def _authenticate(self, request: _Request) -> None:
+    def _authenticate(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token and self._verify_token(token.strip()):
@@ -285,27 +294,17 @@ class ArmEmulator:
             },
         )
 
-    def _fault_for(self, request: _Request, route: str) -> ArmError | None:
-        """The one place where injected faults are decided (issue 4 adds kinds here).
+    def _fault_for(self, request: Request, route: str) -> Effect | None:
+        """The one place where injected faults are decided (rules: sandbox/faults.py).
 
-        `faults["once"]`: a list of {"method", "route", "status", "code", "message", "headers"};
-        the first matching entry is consumed and returned as an error response.
+        An ErrorReply is answered at once; LroEnd shapes the PUT's operation (_route_put);
+        AfterGet makes another writer commit right after the GET is served (_route_get).
+        Only ARM routes get here: the control endpoint and the identity endpoint never do.
         """
         with self._lock:
-            pending = self._faults.get("once") or []
-            for index, fault in enumerate(pending):
-                if fault.get("method", request.method).upper() != request.method:
-                    continue
-                if fault.get("route", route) != route:
-                    continue
-                del pending[index]
-                return ArmError(
-                    int(fault.get("status", 500)),
-                    str(fault.get("code", "InternalServerError")),
-                    str(fault.get("message", "Injected fault.")),
-                    headers={str(k): str(v) for k, v in (fault.get("headers") or {}).items()},
-                )
-        return None
+            return self._faults.take(
+                request.method, route, request.params.get("name"), request.path
+            )
 
     def _check_subscription(self, sub: str) -> None:
         if sub.lower() != self.subscription_id.lower():
@@ -313,11 +312,11 @@ class ArmEmulator:
                 404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
             )
 
-    def _gateway_key(self, request: _Request) -> str:
+    def _gateway_key(self, request: Request) -> str:
         p = request.params
         return f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}{_GWS_PATH}/{p['name']}".lower()
 
-    def _require_rg(self, request: _Request) -> None:
+    def _require_rg(self, request: Request) -> None:
         p = request.params
         if (
             f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}".lower()
@@ -327,7 +326,7 @@ class ArmEmulator:
                 404, "ResourceGroupNotFound", f"Resource group '{p['rg']}' could not be found."
             )
 
-    def _existing(self, request: _Request) -> dict:
+    def _existing(self, request: Request) -> dict:
         """The stored gateway (caller holds the lock), or ARM's 404s."""
         self._require_rg(request)
         doc = self._gateways.get(self._gateway_key(request))
@@ -341,10 +340,10 @@ class ArmEmulator:
             )
         return doc
 
-    def _api_version(self, request: _Request) -> str:
+    def _api_version(self, request: Request) -> str:
         return (request.query.get("api-version") or ["2026-03-01"])[0]
 
-    def _json_body(self, request: _Request) -> Any:
+    def _json_body(self, request: Request) -> Any:
         try:
             return json.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -355,31 +354,53 @@ class ArmEmulator:
 
     # ---- routes ----------------------------------------------------------------------------
 
-    def _route_get(self, request: _Request) -> _Response:
+    def _route_get(self, request: Request) -> Response:
         with self._lock:
             self._settle()
-            return _Response(200, val.redact(self._existing(request)))
+            response = Response(200, val.redact(self._existing(request)))
+            if isinstance(request.effect, AfterGet):
+                self._other_writer(self._gateway_key(request), request.effect.patch)
+            return response
 
-    def _route_list_rg(self, request: _Request) -> _Response:
+    def _other_writer(self, key: str, patch: dict) -> None:
+        """Someone else (Terraform, a pipeline) writes the gateway between a client's GET and
+        PUT (peers.md §0; appgw-backend-tls.md §6: ARM does not honour If-Match here)."""
+        previous = self._gateways[key]
+        doc = merge_patch(previous, patch)
+        record: dict[str, str | None] = {"gateway": previous["id"], "etag": None, "error": None}
+        try:
+            val.validate_gateway(doc, previous["id"], previous)
+        except ArmError as exc:
+            record["error"] = f"{exc.code}: {exc.message}"  # the patch is dropped, not half-done
+            self._other_writes.append(record)
+            return
+        val.keep_hidden_data(doc, previous)
+        state = previous.get("properties", {}).get("provisioningState", "Succeeded")
+        self._stamp(doc, previous["id"], state=state, keep_child_ids=False)
+        self._gateways[key] = doc
+        record["etag"] = doc["etag"]
+        self._other_writes.append(record)
+
+    def _route_list_rg(self, request: Request) -> Response:
         with self._lock:
             self._settle()
             self._require_rg(request)
             prefix = (
                 f"/subscriptions/{request.params['sub']}/resourcegroups/{request.params['rg']}/"
             )
-            return _Response(200, {"value": self._list(prefix.lower())})
+            return Response(200, {"value": self._list(prefix.lower())})
 
-    def _route_list_all(self, request: _Request) -> _Response:
+    def _route_list_all(self, request: Request) -> Response:
         with self._lock:
             self._settle()
-            return _Response(
+            return Response(
                 200, {"value": self._list(f"/subscriptions/{request.params['sub']}/".lower())}
             )
 
     def _list(self, prefix: str) -> list[dict]:
         return [val.redact(doc) for key, doc in self._gateways.items() if key.startswith(prefix)]
 
-    def _route_put(self, request: _Request) -> _Response:
+    def _route_put(self, request: Request) -> Response:
         body = self._json_body(request)
         key = self._gateway_key(request)
         with self._lock:
@@ -396,10 +417,16 @@ class ArmEmulator:
                 doc.setdefault("properties", {}).setdefault("resourceGuid", guid)
             val.keep_hidden_data(doc, previous)
             self._stamp(doc, gateway_id, state="Updating", keep_child_ids=False)
-            self._gateways[key] = doc
             op_id = str(uuid.uuid4())
-            self._write_ops[op_id] = _WriteOp(key, self._clock() + self._lro_delay)
-            self._busy[key] = op_id
+            op = self._write_op(key, request.effect)
+            if op.touches_gateway:
+                if self._commits(request.effect):
+                    self._gateways[key] = doc
+                elif previous is not None:
+                    # Fails without taking the body: the old document ends Failed.
+                    self._stamp(previous, gateway_id, state="Updating", keep_child_ids=True)
+                self._busy[key] = op_id
+            self._write_ops[op_id] = op
             response_body = val.redact(doc)
         location = str(doc.get("location") or "local")
         op_url = (
@@ -407,9 +434,27 @@ class ArmEmulator:
             f"locations/{location}/operations/{op_id}?api-version={self._api_version(request)}"
         )
         headers = {"Azure-AsyncOperation": op_url, "Retry-After": self._retry_after}
-        return _Response(200 if previous else 201, response_body, headers)
+        return Response(200 if previous else 201, response_body, headers)
 
-    def _canonical_id(self, request: _Request) -> str:
+    @staticmethod
+    def _commits(effect: Effect | None) -> bool:
+        return not isinstance(effect, LroEnd) or effect.commit
+
+    def _write_op(self, key: str, effect: Effect | None) -> _WriteOp:
+        """The operation a PUT starts; a fault may make it slow, failed or superseded."""
+        if not isinstance(effect, LroEnd):
+            return _WriteOp(key, self._clock() + self._lro_delay)
+        delay = self._lro_delay if effect.seconds is None else effect.seconds
+        error = None
+        if effect.code:
+            error = {"code": effect.code, "message": effect.message or effect.code}
+        # A superseded PUT never touches the gateway: the superseding writer owns it (ref §6).
+        touches = effect.commit or effect.status == "Failed"
+        return _WriteOp(
+            key, self._clock() + delay, final=effect.status, error=error, touches_gateway=touches
+        )
+
+    def _canonical_id(self, request: Request) -> str:
         p = request.params
         return (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{p['rg']}"
@@ -437,26 +482,29 @@ class ArmEmulator:
             f"Microsoft.Network/locations/local/operations/{op_id}.",
         )
 
-    def _route_async_op(self, request: _Request) -> _Response:
+    def _route_async_op(self, request: Request) -> Response:
         with self._lock:
             self._settle()
             op = self._write_ops.get(request.params["op"].lower())
         if op is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
         if op.status == "InProgress":
-            return _Response(200, {"status": "InProgress"}, {"Retry-After": self._retry_after})
-        return _Response(200, {"status": op.status})
+            return Response(200, {"status": "InProgress"}, {"Retry-After": self._retry_after})
+        if op.error is not None:
+            # What the SDK turns into HttpResponseError with error.code (functions-and-alerts §7.3).
+            return Response(200, {"status": op.status, "error": dict(op.error)})
+        return Response(200, {"status": op.status})
 
     # ---- backend health --------------------------------------------------------------------
 
-    def _route_backendhealth(self, request: _Request) -> _Response:
+    def _route_backendhealth(self, request: Request) -> Response:
         with self._lock:
             self._settle()
             doc = copy.deepcopy(self._existing(request))
         expand = bool((request.query.get("$expand") or [""])[0])
         return self._start_health_job(request, doc, lambda: self._gateway_health(doc, expand))
 
-    def _route_ondemand(self, request: _Request) -> _Response:
+    def _route_ondemand(self, request: Request) -> Response:
         body = self._json_body(request)
         with self._lock:
             self._settle()
@@ -473,8 +521,8 @@ class ArmEmulator:
         return self._start_health_job(request, doc, lambda: self._on_demand_health(plan))
 
     def _start_health_job(
-        self, request: _Request, doc: dict, compute: Callable[[], dict]
-    ) -> _Response:
+        self, request: Request, doc: dict, compute: Callable[[], dict]
+    ) -> Response:
         job_id = str(uuid.uuid4())
         location = (
             f"{self.url}/subscriptions/{request.params['sub']}/providers/Microsoft.Network/"
@@ -484,19 +532,17 @@ class ArmEmulator:
         job = _HealthJob(self._jobs.submit(compute), time.monotonic() + self._health_lro, location)
         with self._lock:
             self._health_jobs[job_id] = job
-        return _Response(202, None, {"Location": location, "Retry-After": self._retry_after})
+        return Response(202, None, {"Location": location, "Retry-After": self._retry_after})
 
-    def _route_op_result(self, request: _Request) -> _Response:
+    def _route_op_result(self, request: Request) -> Response:
         with self._lock:
             job = self._health_jobs.get(request.params["op"].lower())
         if job is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
         if not job.future.done() or time.monotonic() < job.not_before:
-            return _Response(
-                202, None, {"Location": job.location, "Retry-After": self._retry_after}
-            )
+            return Response(202, None, {"Location": job.location, "Retry-After": self._retry_after})
         try:
-            return _Response(200, job.future.result())
+            return Response(200, job.future.result())
         except Exception as exc:
             raise ArmError(500, "InternalServerError", f"Backend health failed: {exc}") from exc
 
@@ -592,21 +638,34 @@ class ArmEmulator:
 
     # ---- control endpoint ------------------------------------------------------------------
 
-    def _control(self, request: _Request) -> _Response:
+    def _control(self, request: Request) -> Response:
         route = request.path.lower().rstrip("/")
         with self._lock:
             if request.method == "GET" and route == "/sandbox/requests":
-                return _Response(200, list(self._requests))
+                return Response(200, list(self._requests))
             if request.method == "POST" and route == "/sandbox/reset-requests":
                 self._requests.clear()
-                return _Response(200, {"cleared": True})
+                return Response(200, {"cleared": True})
             if route == "/sandbox/faults":
-                if request.method == "POST":
-                    update = json.loads(request.body or b"{}")
-                    if isinstance(update, dict):
-                        self._faults.update(update)
-                return _Response(200, dict(self._faults))
-        return _Response(404, {"error": {"code": "NotFound", "message": "No such control route."}})
+                return self._control_faults(request)
+        return Response(404, {"error": {"code": "NotFound", "message": "No such control route."}})
+
+    def _control_faults(self, request: Request) -> Response:
+        """GET lists, POST adds (all rules valid or none added), DELETE clears (caller locks)."""
+        if request.method == "POST":
+            try:
+                self._faults.add(json.loads(request.body or b"[]"))
+            except (ValueError, FaultError) as exc:
+                return Response(400, {"error": {"code": "InvalidFault", "message": str(exc)}})
+        elif request.method == "DELETE":
+            self._faults.clear()
+        elif request.method != "GET":
+            return Response(
+                405, {"error": {"code": "MethodNotAllowed", "message": "GET, POST, DELETE"}}
+            )
+        return Response(
+            200, {"faults": self._faults.snapshot(), "other_writes": list(self._other_writes)}
+        )
 
 
 _GWS_PATH = "/providers/microsoft.network/applicationgateways"
@@ -616,7 +675,7 @@ def _server(address: str, result: ProbeResult) -> dict:
     return {"address": address, "health": result.health, "healthProbeLog": result.log}
 
 
-class _TlsServer(ThreadingHTTPServer):
+class TlsHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
@@ -632,7 +691,27 @@ class _TlsServer(ThreadingHTTPServer):
         )
 
 
-def _make_handler(emulator: ArmEmulator) -> type[BaseHTTPRequestHandler]:
+class JsonApp(Protocol):
+    def handle(self, request: Request) -> Response: ...
+
+
+def serve_https(
+    app: JsonApp, tls: tuple[bytes, bytes], name: str
+) -> tuple[TlsHttpServer, threading.Thread]:
+    """Serve `app` over HTTPS on 127.0.0.1 (a free port) in a daemon thread; PEM cert and key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        cert.write_bytes(tls[0])
+        key.write_bytes(tls[1])
+        context.load_cert_chain(cert, key)
+    server = TlsHttpServer(("127.0.0.1", 0), _make_handler(app), context)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _make_handler(emulator: JsonApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "SandboxARM/1.0"
@@ -657,7 +736,7 @@ def _make_handler(emulator: ArmEmulator) -> type[BaseHTTPRequestHandler]:
                 return
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            request = _Request(
+            request = Request(
                 method=self.command,
                 path=split.path,
                 query=parse_qs(split.query),

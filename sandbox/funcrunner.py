@@ -66,6 +66,14 @@ _EASY_AUTH_HEADER = re.compile(r"^x-ms-(client-principal|token-)", re.IGNORECASE
 _SETTING_REF = re.compile(r"%([A-Za-z0-9_.:-]+)%")
 _INITIAL_LEASE = 600  # seconds a message stays invisible while its function runs (§3.5)
 _MAX_BODY = 100 * 1024 * 1024
+# The poll loop retries by itself: the SDK's default backoff (15 s, 18 s, 24 s…) while storage is
+# down would keep stop() waiting for minutes.
+_POLL_RETRY: dict[str, Any] = {
+    "retry_total": 1,
+    "initial_backoff": 0.5,
+    "increment_base": 1,
+    "connection_timeout": 5,
+}
 
 
 @dataclass
@@ -421,7 +429,7 @@ class FunctionRunner:
         name = self._resolve(str(binding["queueName"])) + suffix
         conn = self._connection(binding)
         # The raw client: decoding happens here, to mirror host.json messageEncoding.
-        return QueueClient.from_connection_string(conn, name)
+        return QueueClient.from_connection_string(conn, name, **_POLL_RETRY)
 
     # -- invocation ---------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ CORE_KEYS = (
     "SANDBOX_GATEWAY_IDS",
     "SANDBOX_CONTROL_URL",
 )
+# Set too when the scenario has a `keyvault` section (the sandbox Key Vault's URL).
+KEY_VAULT_KEY = "KEY_VAULT_URL"
 
 
 @dataclass
@@ -47,6 +49,7 @@ class SandboxHandle:
     backends: dict[str, BackendServer] = field(default_factory=dict)
     gateways: list[dict[str, Any]] = field(default_factory=list)  # as given to the emulator
     arm: Any = None
+    keyvault: Any = None  # sandbox.keyvault.KeyVaultEmulator when the scenario has one
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -161,11 +164,37 @@ def _start(
         "SANDBOX_GATEWAY_IDS": ",".join(g["id"] for g in gateways),
         "SANDBOX_CONTROL_URL": arm.control_url,
     }
+    vault = _start_keyvault(s, certs, arm_tls, issuer, stops)
+    if vault is not None:
+        env[KEY_VAULT_KEY] = vault.url
     for key, value in render_bot_settings(s, certs, endpoints).items():
         env.setdefault(key, value)  # the scenario cannot redirect the sandbox's own keys
-    handle = SandboxHandle(env, s, workdir, certs, servers, gateways, arm)
+    handle = SandboxHandle(env, s, workdir, certs, servers, gateways, arm, vault)
     handle._stops = stops
     return handle
+
+
+def _start_keyvault(
+    s: Scenario,
+    certs: dict[str, KeyCert],
+    tls: KeyCert,
+    issuer: TokenIssuer,
+    stops: list[Callable[[], None]],
+) -> Any:
+    """The Key Vault of the scenario's `keyvault` section (public parts only), or None."""
+    if not s.keyvault:
+        return None
+    from sandbox.keyvault import VAULT_RESOURCE, KeyVaultEmulator
+
+    vault = KeyVaultEmulator(
+        certificates={kv: certs[name].der() for kv, name in s.keyvault.items()},
+        tls_cert_pem=tls.pem(),
+        tls_key_pem=tls.key_pem(),
+        verify_token=lambda token: issuer.verify(token, VAULT_RESOURCE),
+    )
+    vault.start()
+    stops.append(vault.stop)
+    return vault
 
 
 # -- env file ------------------------------------------------------------------------------------

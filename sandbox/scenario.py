@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from sandbox.backends import BackendSpec, Behaviour
+from sandbox.faults import FaultError, parse_rules
 from sandbox.pki import PFX_PASSWORD, KeyCert, issue, self_signed
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -28,6 +29,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 _CERT_ATTRS = {"der_b64", "pem", "thumbprint", "pfx_b64"}
 _BACKEND_ATTRS = {"address", "port"}
+_KV_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 
 
 class ScenarioError(ValueError):
@@ -71,6 +73,7 @@ class Scenario:
     gateways: list[dict[str, Any]]  # raw documents with placeholders
     options: dict[str, Any] = field(default_factory=dict)
     bot_settings: dict[str, str] = field(default_factory=dict)
+    keyvault: dict[str, str] = field(default_factory=dict)  # Key Vault name -> certificate name
     source: Path | None = None
 
     @property
@@ -208,6 +211,11 @@ def parse_scenario(raw: Any) -> Scenario:
         raise ScenarioError("'options' must be an object")
     if not isinstance(bot_settings, dict):
         raise ScenarioError("'bot_settings' must be an object of KEY: VALUE")
+    if "faults" in options:
+        try:
+            parse_rules(options["faults"])
+        except FaultError as exc:
+            raise ScenarioError(f"options.faults: {exc}") from None
     scenario = Scenario(
         name=name,
         description=str(raw.get("description", "")),
@@ -218,9 +226,21 @@ def parse_scenario(raw: Any) -> Scenario:
         gateways=gateways,
         options=options,
         bot_settings={str(k): str(v) for k, v in bot_settings.items()},
+        keyvault=_keyvault(raw.get("keyvault", {})),
     )
     _check(scenario)
     return scenario
+
+
+def _keyvault(raw: Any) -> dict[str, str]:
+    """`{"certificates": {"kv-name": "scenario-cert"}}`: what the sandbox Key Vault serves."""
+    certs = raw.get("certificates", {}) if isinstance(raw, dict) else None
+    if not isinstance(certs, dict) or not all(isinstance(v, str) for v in certs.values()):
+        raise ScenarioError("'keyvault' must be {\"certificates\": {KV_NAME: CERT_NAME}}")
+    for kv_name in certs:
+        if not _KV_NAME.match(kv_name):
+            raise ScenarioError(f"keyvault: {kv_name!r} is not a Key Vault name (0-9, a-z, -)")
+    return dict(certs)
 
 
 def _check(s: Scenario) -> None:
@@ -243,6 +263,9 @@ def _check(s: Scenario) -> None:
             for cert in chain:
                 if cert not in seen:
                     raise ScenarioError(f"backend {b.name}: unknown certificate {cert!r}")
+    for kv_name, cert in s.keyvault.items():
+        if cert not in seen:
+            raise ScenarioError(f"keyvault {kv_name}: unknown certificate {cert!r}")
     gateway_ids = s.gateway_ids()
     if len({g.lower() for g in gateway_ids}) != len(gateway_ids):
         raise ScenarioError("two gateways share one resource id")

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from sandbox.pki import PFX_PASSWORD, KeyAllocator
-from sandbox.runtime import CORE_KEYS, read_env_file, write_env_file
+from sandbox.runtime import CORE_KEYS, KEY_VAULT_KEY, read_env_file, write_env_file
 from sandbox.scenario import (
     ScenarioError,
     build_certificates,
@@ -216,7 +216,8 @@ def test_builtin_starts_and_stops_cleanly(name: str, sandbox_factory: Any) -> No
     pytest.importorskip("sandbox.arm")
     handle = sandbox_factory(name)
     s = handle.scenario
-    assert set(handle.env) == set(CORE_KEYS) | set(s.bot_settings)
+    expected = set(CORE_KEYS) | set(s.bot_settings) | ({KEY_VAULT_KEY} if s.keyvault else set())
+    assert set(handle.env) == expected
     assert "SSL_CERT_FILE" not in handle.env
     assert handle.env["ARM_ENDPOINT"].startswith("https://127.0.0.1:")
     assert Path(handle.env["REQUESTS_CA_BUNDLE"]).read_bytes().startswith(b"-----BEGIN CERT")
