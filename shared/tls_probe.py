@@ -96,9 +96,13 @@ def capture(address: str, port: int, sni: str | None, *, timeout: float) -> TlsC
 
 
 def capture_all(
-    requests: Iterable[ProbeRequest], *, timeout: float, max_workers: int = 32
+    requests: Iterable[ProbeRequest], *, timeout: float, max_workers: int = 256
 ) -> dict[ProbeRequest, TlsCapture]:
-    """Capture every distinct request concurrently: N silent peers cost about one timeout."""
+    """Capture every distinct request concurrently: N silent peers cost about one timeout.
+
+    The threads only wait on sockets, so the pool is sized to the work (up to `max_workers`):
+    a pool smaller than the number of silent peers would pay one timeout per round.
+    """
     unique = list(dict.fromkeys(requests))
     if not unique:
         return {}

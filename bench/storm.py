@@ -1,0 +1,218 @@
+"""Measurement 4: alert endpoint latency (p50, p99) during an alert storm (issue #7).
+
+The function app (function_app.app) runs in the local Functions runner over Azurite, against a
+sandbox with five v1 ILB-ASE gateways (the seed's problem on each). The storm: for each gateway
+`alerts_per_gateway` distinct alerts, each posted 3 times `Fired` (action-group retries and
+parallel action groups repeat alertId + monitorCondition, reference functions-and-alerts.md §2)
+and 2 times `Resolved`, shuffled (fixed seed) and posted concurrently by a thread pool. Each
+post's latency is measured by the client. REMEDIATION_MODE is diagnose, so jobs are cheap and
+the bot must write nothing: ARM PUTs are counted from the emulator's control endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO_ROOT, arm_puts, arm_requests, log, percentile
+
+SEED = REPO_ROOT / "sandbox" / "scenarios" / "ilb-ase-v1.json"
+GATEWAYS = 5
+FIRED_COPIES = 3
+RESOLVED_COPIES = 2
+POSTS_PER_ALERT = FIRED_COPIES + RESOLVED_COPIES
+JOB_WAIT_SECONDS = 180.0
+TERMINAL = {"succeeded", "failed", "proposed"}
+
+
+def scenario() -> dict[str, Any]:
+    """The seed scenario with five copies of its gateway on the one ILB backend."""
+    data = json.loads(SEED.read_text(encoding="utf-8"))
+    data["name"] = "bench-storm"
+    template = data["gateways"][0]
+    gateways = []
+    for i in range(1, GATEWAYS + 1):
+        doc = json.loads(json.dumps(template))
+        doc["name"] = f"agw-storm-{i}"
+        doc["id"] = doc["id"].replace("agw-ase-v1", doc["name"])
+        gateways.append(doc)
+    data["gateways"] = gateways
+    data["bot_settings"]["REMEDIATION_MODE"] = "diagnose"
+    return data
+
+
+def storm_payloads(gateway_ids: list[str], total: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`total` posts (rounded down to whole alerts): duplicates, Fired/Resolved pairs, shuffled."""
+    from sandbox.bot_demo import alert_payload
+
+    per_gateway = max(1, total // (len(gateway_ids) * POSTS_PER_ALERT))
+    posts = []
+    for gid in gateway_ids:
+        for _ in range(per_gateway):
+            fired = alert_payload(gid, "ase-pool", "ase-https")
+            essentials = fired["data"]["essentials"]
+            resolved = json.loads(json.dumps(fired))
+            resolved["data"]["essentials"]["monitorCondition"] = "Resolved"
+            resolved["data"]["essentials"]["resolvedDateTime"] = essentials["firedDateTime"]
+            posts += [fired] * FIRED_COPIES + [resolved] * RESOLVED_COPIES
+    random.Random(seed).shuffle(posts)
+    return posts
+
+
+def _post(url: str, key: str, payload: dict[str, Any]) -> tuple[float, int, dict[str, Any]]:
+    data = json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("x-functions-key", key)
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    elapsed = time.perf_counter() - started
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        body = {}
+    return elapsed, status, body if isinstance(body, dict) else {}
+
+
+def _get_job(base: str, key: str, job_id: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"{base}/api/jobs/{job_id}")
+    request.add_header("x-functions-key", key)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError:
+        return {}
+
+
+def _wait_jobs(base: str, key: str, job_ids: set[str]) -> list[dict[str, Any]]:
+    """Every job's last state; bounded by JOB_WAIT_SECONDS."""
+    deadline = time.monotonic() + JOB_WAIT_SECONDS
+    jobs: dict[str, dict[str, Any]] = {}
+    while True:
+        for job_id in sorted(job_ids - {j for j, d in jobs.items() if d.get("state") in TERMINAL}):
+            jobs[job_id] = _get_job(base, key, job_id)
+        if all(d.get("state") in TERMINAL for d in jobs.values()) or time.monotonic() > deadline:
+            return list(jobs.values())
+        time.sleep(0.5)
+
+
+def _storm(base: str, key: str, posts: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    url = f"{base}/api/alerts"
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storm") as pool:
+        replies = list(pool.map(lambda p: _post(url, key, p), posts))
+    seconds = time.perf_counter() - started
+    latencies = [r[0] for r in replies]
+    job_ids = {j for _, _, body in replies for j in body.get("jobs", [])}
+    return {
+        "posts": len(posts),
+        "workers": workers,
+        "storm_seconds": round(seconds, 2),
+        "posts_per_second": round(len(posts) / seconds, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+        "statuses": dict(Counter(str(r[1]) for r in replies)),
+        "answers": dict(Counter(str(r[2].get("status", "error")) for r in replies)),
+        "job_ids": sorted(job_ids),
+        # In posting order, so the first (cold storage context) and the rest can be told apart.
+        "latencies_ms": [round(x * 1000, 1) for x in latencies],
+    }
+
+
+def run(total: int, workers: int) -> dict[str, Any]:
+    """Start sandbox, Azurite and runner; post the storm; wait for the jobs; count ARM writes."""
+    import function_app
+    from sandbox.azurite import start_azurite
+    from sandbox.demo import sandbox_environment
+    from sandbox.funcrunner import FunctionRunner
+    from sandbox.runtime import start_sandbox
+    from sandbox.scenario import parse_scenario
+
+    # Importing function_app configures INFO logging: one JSON line per alert would bury the
+    # tables. Warnings and errors still show.
+    logging.getLogger().setLevel(logging.WARNING)
+    key = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
+        handle = start_sandbox(parse_scenario(scenario()), workdir=Path(tmp) / "sandbox")
+        azurite = None
+        try:
+            azurite = start_azurite(Path(tmp) / "azurite")
+            env = {
+                **handle.env,
+                "ARM_POLLING_INTERVAL": "0",
+                "VERIFY_DEADLINE_SECONDS": "0",
+                "COOLDOWN_MINUTES": "0",
+            }
+            posts = storm_payloads(handle.gateway_ids, total)
+            log(f"storm: {len(posts)} alerts on {GATEWAYS} gateways, {workers} workers ...")
+            with (
+                sandbox_environment(env),
+                FunctionRunner(
+                    function_app.app, env=env, connection=azurite.connection_string, keys={"k": key}
+                ) as runner,
+            ):
+                result = _storm(runner.url, key, posts, workers)
+                jobs = _wait_jobs(runner.url, key, set(result["job_ids"]))
+            result["arm_puts"] = arm_puts(handle.env)
+            result["arm_requests"] = len(arm_requests(handle.env))
+        finally:
+            if azurite is not None:
+                azurite.stop()
+            handle.stop()
+    per_gateway = Counter(j.get("gateway_id", "?").rsplit("/", 1)[-1] for j in jobs)
+    result.update(
+        gateways=GATEWAYS,
+        distinct_alerts=len(posts) // POSTS_PER_ALERT,
+        jobs=len(jobs),
+        jobs_per_gateway=dict(sorted(per_gateway.items())),
+        job_states=dict(Counter(str(j.get("state")) for j in jobs)),
+        mode="diagnose",
+    )
+    del result["job_ids"]
+    return result
+
+
+HEADERS = (
+    "alerts",
+    "workers",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "alerts/s",
+    "statuses",
+    "jobs (per gateway)",
+    "job states",
+    "ARM PUTs",
+)
+
+
+def rows(result: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            result["posts"],
+            result["workers"],
+            result["p50_ms"],
+            result["p99_ms"],
+            result["max_ms"],
+            result["posts_per_second"],
+            " ".join(f"{k}x{v}" for k, v in sorted(result["statuses"].items())),
+            f"{result['jobs']} ({', '.join(str(v) for v in result['jobs_per_gateway'].values())})",
+            " ".join(f"{k}x{v}" for k, v in sorted(result["job_states"].items())),
+            result["arm_puts"],
+        ]
+    ]
