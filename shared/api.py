@@ -112,6 +112,8 @@ def _accept_alert(ctx: AppContext, event: Any) -> ApiResponse:
     new = storage.record_alert(event)
     known_job = None if new else storage.alert_job(event)
     if not event.fired:
+        if new:
+            _record_seen(ctx, event, {g.key: "" for g in event.gateway_ids})
         log.info("alert %s resolved: recorded, nothing started", event.alert_id)
         return ApiResponse(202, {"status": "recorded", "condition": event.monitor_condition})
     if known_job:
@@ -127,11 +129,34 @@ def _accept_alert(ctx: AppContext, event: Any) -> ApiResponse:
         job_id, created = storage.create_or_join_job(
             gid, "fix", "", hint=hint, requested_by=f"alert:{event.rule or 'unknown'}"
         )
-        if created:
-            storage.enqueue_job(job_id)
+        _queue(storage, job_id, created)
         jobs.append(job_id)
     storage.attach_alert_job(event, jobs[0])
-    return ApiResponse(202, {"status": "accepted", "jobs": jobs})
+    if new:
+        _record_seen(ctx, event, {g.key: j for g, j in zip(in_scope_ids, jobs, strict=True)})
+    # A redelivered alert whose first delivery died before linking its job is still a duplicate.
+    return ApiResponse(202, {"status": "accepted" if new else "duplicate", "jobs": jobs})
+
+
+def _queue(storage: Any, job_id: str, created: bool) -> None:
+    """Queue a new job; re-queue a joined one that has waited too long (its message was lost)."""
+    if created:
+        storage.enqueue_job(job_id)
+    else:
+        storage.requeue_if_stale(job_id)
+
+
+def _record_seen(ctx: AppContext, event: Any, jobs: Mapping[str, str]) -> None:
+    """A "seen" ledger row per gateway for each new (alertId, monitorCondition)."""
+    for gid in event.gateway_ids:
+        if gid.key in jobs:
+            ctx.storage.record_decision(
+                jobs[gid.key],
+                gid,
+                "seen",
+                f"alert:{event.rule or 'unknown'}",
+                details={"alert_id": event.alert_id, "condition": event.monitor_condition},
+            )
 
 
 # ---- on-demand jobs -------------------------------------------------------------------------
@@ -166,8 +191,7 @@ def handle_gateway_action(
         job_id, created = storage.create_or_join_job(
             gid, action, mode.value, hint=None, requested_by=caller or "api"
         )
-        if created:
-            storage.enqueue_job(job_id)
+        _queue(storage, job_id, created)
         return ApiResponse(202, {"job": job_id, "joined": not created})
 
     return guarded(run)

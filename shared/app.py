@@ -45,8 +45,9 @@ class AppContext:
                 self._storage = storage_from_settings(self.env)
             return self._storage
 
-    def remediator(self, lease: Any = None) -> Remediator:
-        """A Remediator over Azure Storage; `lease` is the gateway lease the worker holds."""
+    def remediator(self, lease: Any = None, *, job_id: str = "") -> Remediator:
+        """A Remediator over Azure Storage; `lease` is the gateway lease the worker holds and
+        `job_id` the job its ledger rows (the "changed" records) belong to."""
         from shared.arm import ArmClient, make_credential
         from shared.proposals_blob import BlobProposalStore
         from shared.remediate import Remediator
@@ -59,7 +60,7 @@ class AppContext:
             self.settings,
             arm=ArmClient(self.settings, credential=credential),
             proposals=BlobProposalStore(storage),
-            changes=TableChangeLog(storage),
+            changes=TableChangeLog(storage, job_id=job_id),
             lock_for=lambda gid: _held(lease, gid),
             trusted_certificates=trusted_source(self.settings, credential),
             notify=notifier(self.settings),

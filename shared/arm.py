@@ -68,6 +68,13 @@ class LroTimeout(ArmError):
     """A long-running operation did not finish within the bot's deadline."""
 
 
+class LroFailed(ArmError):
+    """ARM accepted the PUT, then its operation ended Failed or Canceled (code kept).
+
+    Unlike a refused request, the gateway may now hold the body or be left Failed.
+    """
+
+
 @dataclass(frozen=True)
 class GatewayDocument:
     """A gateway as read from ARM: the raw JSON and its ETag at read time."""
@@ -199,7 +206,14 @@ class ArmClient:
             )
         except Exception as exc:
             raise to_arm_error(exc) from exc
-        result = self._wait(poller, f"update of {gid.name}")
+        try:
+            result = self._wait(poller, f"update of {gid.name}")
+        except LroTimeout:
+            raise
+        except ArmError as exc:
+            raise LroFailed(
+                str(exc), code=exc.code, status=exc.status, retry_after=exc.retry_after
+            ) from exc
         if not isinstance(result, dict):
             return self.get_gateway(gid)
         return GatewayDocument(result)

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from shared.cli import register
-from shared.plan import Plan
+from shared.plan import Plan, plan_from_dict
 from shared.remediate import Remediator
 from shared.render import summary
 from shared.settings import Mode, load_settings
@@ -33,6 +33,11 @@ def _print_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, sort_keys=False) + "\n")
 
 
+def _print_verification(checks: list[dict[str, Any]]) -> None:
+    for check in checks:
+        sys.stdout.write(f"after: {check['settings']} {check['server']}: {check['health']}\n")
+
+
 def _fix_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gateway-id", required=True, help="resource id of the Application Gateway")
     p.add_argument(
@@ -44,28 +49,42 @@ def _fix_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-user", help="identity recorded as the requester (default: login name)")
 
 
-def _confirm(plan: Plan) -> bool:
-    sys.stdout.write(summary(plan) + "\n")
-    if not sys.stdin.isatty():
-        sys.stdout.write("not confirmed: no terminal to ask (use --yes)\n")
-        return False
-    answer = input("Apply this change to the gateway? [y/N] ")
-    return answer.strip().lower() in {"y", "yes"}
+class _Confirm:
+    """Shows the plan before asking (once); without a terminal the answer is no."""
+
+    def __init__(self, ask: bool) -> None:
+        self.ask = ask
+        self.shown = False
+
+    def __call__(self, plan: Plan) -> bool:
+        sys.stdout.write(summary(plan) + "\n")
+        self.shown = True
+        if not self.ask:
+            return True
+        if not sys.stdin.isatty():
+            sys.stdout.write("not confirmed: no terminal to ask (use --yes)\n")
+            return False
+        answer = input("Apply this change to the gateway? [y/N] ")
+        return answer.strip().lower() in {"y", "yes"}
 
 
 @register("fix", "diagnose a gateway, then apply or propose the fix policy allows", _fix_arguments)
 def _fix(args: argparse.Namespace) -> int:
+    confirm = _Confirm(ask=not args.yes)
     outcome = _remediator().fix(
         args.gateway_id,
         requested_mode=Mode(args.mode) if args.mode else None,
         requester=_me(args),
-        confirm=None if args.yes else _confirm,
+        confirm=confirm,
     )
-    if outcome.plan and outcome.action != "none":
-        sys.stdout.write(f"plan: {outcome.plan.get('action')} on {outcome.gateway}\n")
-    for check in outcome.verification:
-        sys.stdout.write(f"after: {check['settings']} {check['server']}: {check['health']}\n")
+    if outcome.plan and not confirm.shown:
+        sys.stdout.write(summary(plan_from_dict(outcome.plan)) + "\n")
+    _print_verification(outcome.verification)
     _print_json(outcome.to_json())
+    if outcome.action == "refused":
+        # Bad input for this bot (out of scope): exit 2 with one line, as for any input error.
+        sys.stderr.write(f"error: {outcome.reason}\n")
+        return 2
     return 0
 
 
@@ -99,7 +118,9 @@ def _proposals(args: argparse.Namespace) -> int:
         rejected = remediator.reject(args.id, _me(args), args.reason)
         _print_json({"proposal": rejected.id, "status": rejected.status})
         return 0
-    _print_json(remediator.approve(args.id, _me(args)).to_json())
+    outcome = remediator.approve(args.id, _me(args))
+    _print_verification(outcome.verification)
+    _print_json(outcome.to_json())
     return 0
 
 

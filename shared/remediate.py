@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.arm import ArmClient, ArmError, GatewayDocument
+from shared.arm import ArmClient, ArmError, GatewayDocument, LroFailed
 from shared.changelog import ChangeLog, ChangeRecord, find_change, new_change_id
 from shared.diagnosis import Diagnosis, Finding, diagnose, probe_requests, route_hosts
 from shared.errors import BotError, OutOfScopeError
@@ -379,8 +379,11 @@ class Remediator:
                 gid.id, "apply", "failed", arm_writes=writes, proposal=proposal.id, reason=str(exc)
             )
         outcome.proposal = proposal.id
-        self._close(proposal, "applied", approver, outcome.to_json(), expected="approved")
-        self._notify("proposal_applied", self._event(proposal, "proposal_applied", by=approver))
+        # A write that failed (and was rolled back) must not close the proposal as applied.
+        status = "failed" if outcome.action == "failed" else "applied"
+        self._close(proposal, status, approver, outcome.to_json(), expected="approved")
+        kind = f"proposal_{status}"
+        self._notify(kind, self._event(proposal, kind, by=approver))
         return outcome
 
     def reject(self, proposal_id: str, approver: str, reason: str = "") -> Proposal:
@@ -436,15 +439,19 @@ class Remediator:
             etag_after=after.etag if after else None,
         )
         self.changes.record(change)
-        if after is not None and (after.provisioning_state or "").lower() == "failed":
+        if after is not None and _is_failed(after):
             rollback = self.rollback(gid.id, change.id, by="auto-rollback")
+            undone = (
+                "rolled back" if rollback.arm_writes else "nothing of ours was left to roll back"
+            )
             return RemediationOutcome(
                 gid.id,
                 "apply",
                 "failed",
                 arm_writes=writes + rollback.arm_writes,
                 change=change.id,
-                reason="the gateway update failed; rolled back",
+                reason=f"the gateway update failed and left the gateway Failed; {undone}"
+                + ("" if rollback.action == "rolled_back" else f" ({rollback.reason})"),
             )
         verified, checks = self.verify(gid, final, affected)
         outcome = RemediationOutcome(
@@ -525,6 +532,10 @@ class Remediator:
                     writes += 1
                     after = self.arm.put_gateway(gid, body)
                 except ArmError as exc:
+                    failed = self._left_failed(gid, exc)
+                    if failed is not None:
+                        # Accepted, then failed: the caller rolls back what we added.
+                        return current, failed, writes
                     decision = decide_retry(exc, attempt)
                     last_reason = decision.reason
                     if decision.verdict is Verdict.RETRY and attempt < attempts:
@@ -544,6 +555,17 @@ class Remediator:
             propose=False,
             writes=writes,
         )
+
+    def _left_failed(self, gid: GatewayId, error: ArmError) -> GatewayDocument | None:
+        """After an accepted PUT whose operation failed: the gateway, if it is now Failed."""
+        if not isinstance(error, LroFailed):
+            return None
+        log.warning("update of %s failed after ARM accepted it: %s", gid.name, error)
+        try:
+            doc = self.arm.get_gateway(gid)
+        except ArmError:
+            return None
+        return doc if _is_failed(doc) else None
 
     # ---- verification -------------------------------------------------------------------------
 
@@ -607,6 +629,7 @@ class Remediator:
             return None if body == doc else body
 
         before, after, writes = self._write_loop(gid, build, what="rollback")
+        failed = after is not None and _is_failed(after)
         record = ChangeRecord(
             id=new_change_id(self.clock()),
             gateway_id=gid.id,
@@ -624,11 +647,19 @@ class Remediator:
         return RemediationOutcome(
             gid.id,
             "apply",
-            "rolled_back",
+            "failed" if failed else "rolled_back",
             arm_writes=writes,
             change=record.id,
-            reason=f"reverted {change.id}",
+            reason=(
+                f"the rollback of {change.id} failed; the gateway is Failed"
+                if failed
+                else f"reverted {change.id}"
+            ),
         )
+
+
+def _is_failed(doc: GatewayDocument) -> bool:
+    return (doc.provisioning_state or "").lower() == "failed"
 
 
 def _same_change(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -51,5 +51,9 @@ def decide_retry(error: ArmError, attempt: int, *, base: float = 2.0) -> RetryDe
         return RetryDecision(Verdict.RETRY, delay, f"{error.code or error.status}: retrying")
     if code == "lrotimeout":
         # Still running on ARM's side: never start a second write on top of it.
-        return RetryDecision(Verdict.FAIL, 0.0, str(error))
+        return RetryDecision(
+            Verdict.FAIL,
+            0.0,
+            f"{error}; ARM may still complete it, so it is not retried (no second write on top)",
+        )
     return RetryDecision(Verdict.FAIL, 0.0, f"{error.code or error.status}: {error}")

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -466,6 +466,22 @@ class Storage:
             self.jobs_queue_client().send_message(
                 json.dumps({"job_id": job_id}), visibility_timeout=max(0, int(delay_seconds))
             )
+
+    def requeue_if_stale(self, job_id: str, *, stale_after: float = 120.0) -> bool:
+        """Queue a joined job again when it has sat `queued` for a while.
+
+        A caller that created the job may have failed between creating it and queueing it; without
+        this, the gateway's active marker would point at a job no message will ever run. A second
+        message is harmless: the worker skips finished jobs and serialises on the gateway lease.
+        """
+        job = self.get_job(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return False
+        if datetime.now(UTC) - job.updated_at < timedelta(seconds=stale_after):
+            return False
+        self.enqueue_job(job_id)
+        self.update_job(job_id, extra=job.extra)  # refreshes updated_at: one requeue per period
+        return True
 
     # -- evidence -----------------------------------------------------------------------------
 

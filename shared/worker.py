@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 LEASE_BUSY_DELAY_SECONDS = 30
 # ARM failures worth a redelivery (the queue retries up to maxDequeueCount, then poison).
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+# Ledger rows that record how a job ended (RemediationOutcome.action, "diagnosed"), and the job
+# state each one means; any other ends the job as succeeded.
+_OUTCOME_ROWS = {"applied", "proposed", "none", "refused", "failed", "rolled_back", "diagnosed"}
+_FINAL_STATES = {"proposed": "proposed", "failed": "failed", "refused": "failed"}
 
 
 def job_id_of(body: str) -> str:
@@ -72,10 +76,14 @@ def process_message(ctx: AppContext, body: str, dequeue_count: int = 1) -> str:
 
 
 def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: int) -> str:
-    from shared.storage import JobState
+    from shared.storage import JobState, StorageUnavailable
 
     storage = ctx.storage
-    remediator = ctx.remediator(lease)
+    if job.attempts:
+        resumed = _resume(ctx, job, gid)
+        if resumed is not None:
+            return resumed
+    remediator = ctx.remediator(lease, job_id=job.job_id)
     try:
         if job.kind == "diagnose":
             from shared.report import to_json
@@ -95,9 +103,15 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
                 gid.id, requested_mode=requested, requester=job.requested_by, hint=_hint(job.hint)
             )
     except ArmError as exc:
-        if exc.status in _TRANSIENT_STATUS:
-            raise  # the queue redelivers; after maxDequeueCount the poison handler records it
+        # Throttling, 5xx and connection failures (no status, no code) are worth a redelivery;
+        # after maxDequeueCount the poison handler records the job as failed.
+        if exc.status in _TRANSIENT_STATUS or (exc.status is None and exc.code is None):
+            raise
         return _fail(ctx, job.job_id, gid, str(exc))
+    except StorageUnavailable:
+        # The ledger is unreachable, perhaps after a gateway write: not the job's failure. The
+        # queue redelivers and the rerun starts from a fresh read (a fix in place plans nothing).
+        raise
     except BotError as exc:
         return _fail(ctx, job.job_id, gid, str(exc))
     result = outcome.to_json()
@@ -105,11 +119,16 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
     storage.record_decision(
         job.job_id, gid, outcome.action, job.requested_by, details={**result, "mode": outcome.mode}
     )
-    state = {
-        "proposed": JobState.PROPOSED,
-        "failed": JobState.FAILED,
-        "refused": JobState.FAILED,
-    }.get(outcome.action, JobState.SUCCEEDED)
+    if outcome.verified is not None:
+        # Backend health after the change, as its own ledger row (what the operator asks first).
+        storage.record_decision(
+            job.job_id,
+            gid,
+            "verified" if outcome.verified else "not-verified",
+            "worker",
+            details={"checks": outcome.verification},
+        )
+    state = JobState(_FINAL_STATES.get(outcome.action, JobState.SUCCEEDED.value))
     storage.finish_job(
         job.job_id,
         state,
@@ -119,6 +138,28 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         error=outcome.reason if state is JobState.FAILED else None,
     )
     return outcome.action
+
+
+def _resume(ctx: AppContext, job: Any, gid: GatewayId) -> str | None:
+    """A redelivered job whose earlier delivery recorded its outcome in the ledger, then died
+    before finishing the job: finish it from that row instead of running it again."""
+    from shared.storage import JobState
+
+    rows = [d for d in ctx.storage.list_decisions(gid) if d.job_id == job.job_id]
+    recorded = next((d for d in reversed(rows) if d.what in _OUTCOME_ROWS), None)
+    if recorded is None:
+        return None
+    details = dict(recorded.details)
+    state = JobState(_FINAL_STATES.get(recorded.what, JobState.SUCCEEDED.value))
+    log.info("job %s: outcome %s already recorded; finishing it", job.job_id, recorded.what)
+    ctx.storage.finish_job(
+        job.job_id,
+        state,
+        outcome=details or None,
+        proposal_id=details.get("proposal"),
+        error=str(details.get("reason", recorded.what)) if state is JobState.FAILED else None,
+    )
+    return recorded.what
 
 
 def _hint(raw: Any) -> tuple[str, str] | None:
@@ -198,6 +239,8 @@ def sweep(ctx: AppContext) -> list[str]:
             job_id, created = ctx.storage.create_or_join_job(gid, "fix", "", requested_by="sweep")
             if created:
                 ctx.storage.enqueue_job(job_id)
+            else:
+                ctx.storage.requeue_if_stale(job_id)
             queued.append(job_id)
     return queued
 

@@ -295,3 +295,19 @@ def test_blob_proposal_store_concurrent_approvals_one_wins(storage: Storage) -> 
     for t in threads:
         t.join()
     assert outcomes.count("won") == 1 and outcomes.count("conflict") == 5
+
+
+def test_a_queued_job_whose_message_was_lost_is_queued_again(storage: Storage) -> None:
+    # The creator died between create_or_join_job and enqueue_job: no message exists.
+    job_id, created = storage.create_or_join_job(GW, "fix", "", requested_by="alert")
+    assert created
+    queue = storage.jobs_queue_client()
+    assert queue.peek_messages(max_messages=5) == []
+    # A fresh job is left alone: its creator may still be queueing it.
+    assert storage.requeue_if_stale(job_id, stale_after=60) is False
+    assert storage.requeue_if_stale(job_id, stale_after=0) is True
+    messages = queue.peek_messages(max_messages=5)
+    assert [json.loads(m.content)["job_id"] for m in messages] == [job_id]
+    # Running or finished jobs are never queued again.
+    storage.update_job(job_id, state=JobState.RUNNING)
+    assert storage.requeue_if_stale(job_id, stale_after=0) is False

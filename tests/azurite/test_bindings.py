@@ -1,0 +1,132 @@
+"""The bindings function_app declares, as the Functions host indexes them (`app.get_functions()`):
+routes, methods, auth levels, queues, connection and timer schedule (issue #5; reference
+functions-and-alerts.md §3.1-§3.3).
+
+function_app is indexed in a fresh interpreter with the default app settings: other tests reload
+it with per-test queue names, and azure-functions 1.26 refuses a second get_functions() call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from sandbox.funcrunner import REPO_ROOT, compile_route
+
+_INDEX = """
+import json
+from function_app import app
+print(json.dumps({
+    f.get_function_name(): json.loads(f.get_function_json())["bindings"]
+    for f in app.get_functions()
+}))
+"""
+# App settings that change the bindings: left out, so the defaults of shared/settings.py apply.
+_BINDING_SETTINGS = ("JOBS_QUEUE", "SWEEP_SCHEDULE")
+
+
+@pytest.fixture(scope="module")
+def bindings() -> dict[str, list[dict[str, Any]]]:
+    env = {k: v for k, v in os.environ.items() if k not in _BINDING_SETTINGS}
+    done = subprocess.run(
+        [sys.executable, "-c", _INDEX],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _trigger(bindings: list[dict[str, Any]]) -> dict[str, Any]:
+    [trigger] = [b for b in bindings if str(b["type"]).endswith("Trigger")]
+    return trigger
+
+
+HTTP_FUNCTIONS = {
+    "alerts": ("alerts", ["POST"]),
+    "gateway_action": (
+        "gateways/{subscription}/{resourceGroup}/{name}/{action:regex(^(diagnose|fix)$)}",
+        ["POST"],
+    ),
+    "get_job": ("jobs/{id}", ["GET"]),
+    "list_proposals": ("proposals", ["GET"]),
+    "get_proposal": ("proposals/{id}", ["GET"]),
+    "decide_proposal": ("proposals/{id}/{decision:regex(^(approve|reject)$)}", ["POST"]),
+}
+
+
+def test_every_function_is_declared(bindings: dict[str, list[dict[str, Any]]]) -> None:
+    assert set(bindings) == {*HTTP_FUNCTIONS, "worker", "poison", "sweep"}
+
+
+@pytest.mark.parametrize("name", sorted(HTTP_FUNCTIONS))
+def test_http_routes_methods_and_function_keys(
+    bindings: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    route, methods = HTTP_FUNCTIONS[name]
+    trigger = _trigger(bindings[name])
+    assert trigger["type"] == "httpTrigger" and trigger["direction"] == "IN"
+    assert trigger["route"] == route
+    assert [m.upper() for m in trigger["methods"]] == methods
+    # Action groups call the Azure Function receiver with the function key (reference §2).
+    assert trigger["authLevel"] == "FUNCTION"
+    [output] = [b for b in bindings[name] if b["direction"] == "OUT"]
+    assert output["type"] == "http" and output["name"] == "$return"
+
+
+def test_the_routes_resolve_as_the_host_would() -> None:
+    pattern, _ = compile_route(HTTP_FUNCTIONS["gateway_action"][0])
+    sub = "5a7d0b0c-0001-4000-8000-000000000001"
+    match = pattern.fullmatch(f"/gateways/{sub}/rg-ase/agw-ase-v1/fix")
+    assert match and match.groupdict() == {
+        "subscription": sub,
+        "resourceGroup": "rg-ase",
+        "name": "agw-ase-v1",
+        "action": "fix",
+    }
+    assert pattern.fullmatch(f"/gateways/{sub}/rg-ase/agw-ase-v1/delete") is None
+    decide, _ = compile_route(HTTP_FUNCTIONS["decide_proposal"][0])
+    assert decide.fullmatch("/proposals/p1/reject") and not decide.fullmatch("/proposals/p1/x")
+
+
+@pytest.mark.parametrize(
+    "name, queue", [("worker", "remediation-jobs"), ("poison", "remediation-jobs-poison")]
+)
+def test_queue_triggers(bindings: dict[str, list[dict[str, Any]]], name: str, queue: str) -> None:
+    [trigger] = bindings[name]  # no output bindings: the worker writes through shared.storage
+    assert trigger["type"] == "queueTrigger" and trigger["direction"] == "IN"
+    assert trigger["queueName"] == queue
+    assert trigger["connection"] == "AzureWebJobsStorage"
+    assert trigger["name"] == "msg"
+
+
+def test_timer_sweep(bindings: dict[str, list[dict[str, Any]]]) -> None:
+    [trigger] = bindings["sweep"]
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "0 */15 * * * *"  # SWEEP_SCHEDULE's default (6-field NCRONTAB)
+    assert trigger["runOnStartup"] is False
+
+
+def test_queue_name_and_schedule_follow_the_app_settings() -> None:
+    env = {**os.environ, "JOBS_QUEUE": "other-jobs", "SWEEP_SCHEDULE": "0 0 * * * *"}
+    done = subprocess.run(
+        [sys.executable, "-c", _INDEX],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert _trigger(found["worker"])["queueName"] == "other-jobs"
+    assert _trigger(found["poison"])["queueName"] == "other-jobs-poison"
+    assert _trigger(found["sweep"])["schedule"] == "0 0 * * * *"
