@@ -84,6 +84,7 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         if resumed is not None:
             return resumed
     remediator = ctx.remediator(lease, job_id=job.job_id)
+    _write_ahead(ctx, remediator, job.job_id, gid)
     try:
         if job.kind == "diagnose":
             from shared.report import to_json
@@ -114,6 +115,8 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         raise
     except BotError as exc:
         return _fail(ctx, job.job_id, gid, str(exc))
+    if job.attempts and outcome.action == "none":
+        _credit_earlier_delivery(ctx, job.job_id, gid, outcome)
     result = outcome.to_json()
     _store_evidence(ctx, job.job_id, outcome.diagnosis, outcome.plan)
     storage.record_decision(
@@ -138,6 +141,29 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         error=outcome.reason if state is JobState.FAILED else None,
     )
     return outcome.action
+
+
+def _write_ahead(ctx: AppContext, remediator: Any, job_id: str, gid: GatewayId) -> None:
+    """A "writing" ledger row before every gateway PUT: a delivery that dies between the PUT and
+    its change record still leaves a trace, and its redelivery knows the write was its own."""
+    put = remediator.arm.put_gateway
+
+    def put_gateway(target: GatewayId, doc: Any) -> Any:
+        ctx.storage.record_decision(job_id, target, "writing", "worker")
+        return put(target, doc)
+
+    setattr(remediator.arm, "put_gateway", put_gateway)  # noqa: B010 - instance-level wrap
+
+
+def _credit_earlier_delivery(ctx: AppContext, job_id: str, gid: GatewayId, outcome: Any) -> None:
+    """A redelivered fix finds nothing to do because an earlier delivery of this job wrote the
+    gateway, then died before recording its outcome: report that write, not "none"."""
+    rows = [d.what for d in ctx.storage.list_decisions(gid) if d.job_id == job_id]
+    writes = rows.count("writing")
+    if writes or "changed" in rows:
+        outcome.action = "applied"
+        outcome.arm_writes = writes
+        outcome.reason = f"applied by an earlier delivery of this job; now {outcome.reason}"
 
 
 def _resume(ctx: AppContext, job: Any, gid: GatewayId) -> str | None:

@@ -18,7 +18,8 @@ from shared.gateway import (
     unwrap_example,
 )
 
-EXAMPLES = Path("/work/shared/reference/arm-examples")
+# Microsoft's examples live beside the project, in ../shared/reference (see DEVELOPERS guide).
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
 DATA = Path(__file__).parent / "data"
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000000"
 GW = f"{SUB}/resourceGroups/rg1/providers/Microsoft.Network/applicationGateways/appgw"

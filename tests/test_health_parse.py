@@ -19,7 +19,8 @@ from shared.health import (
     parse_backend_health,
 )
 
-EXAMPLES = Path("/work/shared/reference/arm-examples")
+# Microsoft's examples live beside the project, in ../shared/reference (see DEVELOPERS guide).
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
 DATA = Path(__file__).parent / "data"
 GW = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1"

@@ -23,7 +23,8 @@ from shared.gateway import Gateway, parse_gateway, unwrap_example
 from shared.health import ProbeLogKind, ServerHealth, classify_probe_log, parse_backend_health
 from shared.tls_target import TlsTarget, alternate_sni, gateway_target
 
-EXAMPLES = Path("/work/shared/reference/arm-examples")
+# Microsoft's examples live beside the project, in ../shared/reference (see DEVELOPERS guide).
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
 DATA = Path(__file__).parent / "data"
 MODEST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -229,7 +229,6 @@ def test_unknown_fields_survive_and_revert_restores_exactly() -> None:
     assert revert_plan(doc, plan) == doc  # reverting what is not there changes nothing
 
 
-@pytest.mark.skipif(not EXAMPLE.exists(), reason="reference examples not checked out")
 def test_microsoft_example_unknown_fields_survive() -> None:
     body = json.loads(EXAMPLE.read_text())["responses"]["200"]["body"]
     gid = body["id"]
