@@ -236,6 +236,18 @@ class Remediator:
                 proposed = self._propose(gid, assessment, plan, requester, (str(exc),))
                 proposed.arm_writes = exc.writes
                 return proposed
+            self._notify(
+                "failed",
+                {
+                    "event": "failed",
+                    "gateway": gid.id,
+                    "action": plan.action.value,
+                    "thumbprint": plan.thumbprint,
+                    "settings": list(plan.settings_names),
+                    "by": requester,
+                    "reason": str(exc),
+                },
+            )
             return RemediationOutcome(
                 gid.id, decision.mode.value, "failed", arm_writes=exc.writes, reason=str(exc)
             )
@@ -644,7 +656,7 @@ class Remediator:
             extra={"rolls_back": change.id},
         )
         self.changes.record(record)
-        return RemediationOutcome(
+        outcome = RemediationOutcome(
             gid.id,
             "apply",
             "failed" if failed else "rolled_back",
@@ -656,6 +668,18 @@ class Remediator:
                 else f"reverted {change.id}"
             ),
         )
+        self._notify(
+            outcome.action,
+            {
+                "event": outcome.action,
+                "gateway": gid.id,
+                "action": "rollback",
+                "change": change.id,
+                "by": by,
+                "reason": outcome.reason,
+            },
+        )
+        return outcome
 
 
 def _is_failed(doc: GatewayDocument) -> bool:

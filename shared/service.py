@@ -42,14 +42,14 @@ def trusted_source(settings: Settings, credential: Any) -> Callable[[], Sequence
 
 
 def notifier(settings: Settings) -> Callable[[str, dict[str, Any]], None]:
-    from shared.notify import notify
+    from shared.notify import EVENTS, notify
 
     url = str(settings["NOTIFY_WEBHOOK_URL"])
     fmt = settings["NOTIFY_WEBHOOK_FORMAT"]
 
     def send(kind: str, event: dict[str, Any]) -> None:
         if url:
-            notify(url, fmt, {"title": kind.replace("_", " "), **event})
+            notify(url, fmt, {"title": EVENTS.get(kind, kind.replace("_", " ")), **event})
 
     return send
 
