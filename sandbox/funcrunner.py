@@ -76,6 +76,12 @@ _POLL_RETRY: dict[str, Any] = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections under an alert storm; the host queues them.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @dataclass
 class Invocation:
     """One function run, as recorded by the runner (for tests and the demo)."""
@@ -217,7 +223,7 @@ class FunctionRunner:
         self._apply_env()
         self._stop.clear()
         handler = type("Handler", (_Handler,), {"runner": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._server = _Server(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
         self._spawn(self._server.serve_forever, "func-http")
         for fn in self.functions.values():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,9 +45,16 @@ class AppContext:
                 self._storage = storage_from_settings(self.env)
             return self._storage
 
-    def remediator(self, lease: Any = None, *, job_id: str = "") -> Remediator:
-        """A Remediator over Azure Storage; `lease` is the gateway lease the worker holds and
-        `job_id` the job its ledger rows (the "changed" records) belong to."""
+    def remediator(
+        self,
+        lease: Any = None,
+        *,
+        job_id: str = "",
+        before_write: Callable[[GatewayId], None] | None = None,
+    ) -> Remediator:
+        """A Remediator over Azure Storage; `lease` is the gateway lease the worker holds,
+        `job_id` the job its ledger rows (the "changed" records) belong to, `before_write` the
+        write-ahead hook called before every gateway PUT."""
         from shared.arm import ArmClient, make_credential
         from shared.proposals_blob import BlobProposalStore
         from shared.remediate import Remediator
@@ -64,6 +71,7 @@ class AppContext:
             lock_for=lambda gid: _held(lease, gid),
             trusted_certificates=trusted_source(self.settings, credential),
             notify=notifier(self.settings),
+            before_write=before_write,
         )
 
 

@@ -157,6 +157,9 @@ def _export_cert(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be 1-65535, got {args.port}")
+    # inf and nan parse as floats; inf once overflowed the socket deadline (exit 1).
+    if not 0 < args.timeout <= 60:
+        raise InputError("--timeout must be between 0 and 60 seconds")
     cap = capture(args.address, args.port, args.sni, timeout=args.timeout)
     if cap.error is not None or not cap.chain:
         raise InputError(

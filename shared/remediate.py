@@ -116,6 +116,7 @@ class Remediator:
         probe: ProbeFn | None = None,
         trusted_certificates: Callable[[], Sequence[bytes]] | None = None,
         notify: Callable[[str, dict[str, Any]], None] | None = None,
+        before_write: Callable[[GatewayId], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -127,6 +128,9 @@ class Remediator:
         self._probe = probe or self._default_probe
         self._trusted = trusted_certificates or (lambda: ())
         self._notify = notify or (lambda kind, event: None)
+        # Write-ahead hook: called right before every PUT (the worker records a ledger row, so a
+        # delivery that dies between the PUT and its change record still leaves a trace).
+        self._before_write = before_write or (lambda gid: None)
         self.clock = clock
         self.sleep = sleep
 
@@ -540,6 +544,7 @@ class Remediator:
                 if getattr(lock, "lost", False):
                     # Another worker may hold the gateway now: writing would make two writers.
                     raise WriteRefused("lost the gateway lease", propose=False, writes=writes)
+                self._before_write(gid)
                 try:
                     writes += 1
                     after = self.arm.put_gateway(gid, body)

@@ -83,8 +83,13 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         resumed = _resume(ctx, job, gid)
         if resumed is not None:
             return resumed
-    remediator = ctx.remediator(lease, job_id=job.job_id)
-    _write_ahead(ctx, remediator, job.job_id, gid)
+
+    def before_write(target: GatewayId) -> None:
+        # A delivery that dies between a PUT and its change record still leaves this row, so
+        # its redelivery knows the write was its own.
+        storage.record_decision(job.job_id, target, "writing", "worker")
+
+    remediator = ctx.remediator(lease, job_id=job.job_id, before_write=before_write)
     try:
         if job.kind == "diagnose":
             from shared.report import to_json
@@ -141,18 +146,6 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         error=outcome.reason if state is JobState.FAILED else None,
     )
     return outcome.action
-
-
-def _write_ahead(ctx: AppContext, remediator: Any, job_id: str, gid: GatewayId) -> None:
-    """A "writing" ledger row before every gateway PUT: a delivery that dies between the PUT and
-    its change record still leaves a trace, and its redelivery knows the write was its own."""
-    put = remediator.arm.put_gateway
-
-    def put_gateway(target: GatewayId, doc: Any) -> Any:
-        ctx.storage.record_decision(job_id, target, "writing", "worker")
-        return put(target, doc)
-
-    setattr(remediator.arm, "put_gateway", put_gateway)  # noqa: B010 - instance-level wrap
 
 
 def _credit_earlier_delivery(ctx: AppContext, job_id: str, gid: GatewayId, outcome: Any) -> None:

@@ -44,8 +44,14 @@ def test_alert_end_to_end_applies_and_verifies(bot_app: Factory) -> None:
     decisions = [d for d in app.storage.list_decisions(app.gateway_id) if d.job_id == job_id]
     # "seen" is written by the HTTP side, the rest by the worker, in this order.
     by_what = {d.what: d for d in decisions}
-    assert [d.what for d in decisions if d.what != "seen"] == ["changed", "applied", "verified"]
-    assert len(decisions) == 4
+    # "writing" is the worker's write-ahead row, recorded before the PUT (shared/worker.py).
+    assert [d.what for d in decisions if d.what != "seen"] == [
+        "writing",
+        "changed",
+        "applied",
+        "verified",
+    ]
+    assert len(decisions) == 5
     seen, changed, applied, verified = (
         by_what[w] for w in ("seen", "changed", "applied", "verified")
     )

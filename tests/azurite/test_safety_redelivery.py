@@ -29,9 +29,6 @@ from .conftest import WAIT, BotApp, Factory, common_alert
 
 pytestmark = [pytest.mark.safety, pytest.mark.sandbox, pytest.mark.timeout(180)]
 
-# What the worker writes to the ledger after a fix, in order (shared/worker.py _run).
-OUTCOME_ROWS = ("applied", "verified")
-
 
 def _fail_once(
     monkeypatch: pytest.MonkeyPatch, target: Any, method: str, when: Callable[..., bool]
@@ -63,18 +60,27 @@ def _worker_runs(app: BotApp) -> list[tuple[int | None, bool]]:
 
 
 @pytest.mark.parametrize(
-    ("method", "what"),
+    ("method", "what", "ledger"),
     [
-        # The change record right after the PUT (shared/table_changelog.py).
-        pytest.param("record_decision", "changed", id="before-change-record"),
-        # The outcome row the worker writes after the fix.
-        pytest.param("record_decision", "applied", id="before-outcome-row"),
-        # The last step: the job's final state.
-        pytest.param("finish_job", None, id="before-finish-job"),
+        # Right after the PUT, before the change record (shared/table_changelog.py): only the
+        # worker's write-ahead "writing" row tells the redelivery that the write was its own.
+        pytest.param("record_decision", "changed", ["writing", "applied"], id="before-change"),
+        # Before the outcome row the worker writes after the fix.
+        pytest.param(
+            "record_decision", "applied", ["writing", "changed", "applied"], id="before-outcome"
+        ),
+        # The last step, the job's final state: the redelivery finishes it from the ledger.
+        pytest.param(
+            "finish_job", None, ["writing", "changed", "applied", "verified"], id="before-finish"
+        ),
     ],
 )
 def test_crash_after_the_write_then_redelivery_applies_exactly_once(
-    bot_app: Factory, monkeypatch: pytest.MonkeyPatch, method: str, what: str | None
+    bot_app: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    what: str | None,
+    ledger: list[str],
 ) -> None:
     app = bot_app("ilb-ase-v1", REMEDIATION_MODE="apply")
     storage = app.context().storage
@@ -90,14 +96,15 @@ def test_crash_after_the_write_then_redelivery_applies_exactly_once(
     job = app.wait_job(job_id)
 
     assert crashed == [method]
+    # The runner records an invocation after the function returns, i.e. after the job finished.
+    app.runner.wait_for(lambda runs: sum(r.function == "worker" for r in runs) >= 2, WAIT)
     assert _worker_runs(app)[:2] == [(1, False), (2, True)]  # died once, redelivered once
     assert job["state"] == "succeeded", job
     assert job["outcome"]["action"] == "applied", job["outcome"]
     assert len(app.puts()) == 1  # the fix went out exactly once
-    rows = _decisions(app, job_id)
-    assert rows.count("changed") == 1, rows  # the ledger knows about the one change
-    for row in OUTCOME_ROWS:
-        assert rows.count(row) == 1, rows
+    assert job["outcome"]["arm_writes"] == 1
+    # The ledger: the alert, the write, the change (when recorded before the crash), one outcome.
+    assert _decisions(app, job_id) == ["seen", *ledger]
     assert app.lease_state() == "available"
     assert app.health() == [HealthState.HEALTHY]
 
@@ -180,7 +187,9 @@ def test_storage_outage_answers_503_and_the_pipeline_converges_after_restart(
         assert len(app.puts()) == 1
 
         # What was stored before the outage survived; every alert is in the ledger once.
-        rows = {(r["alert_id"].rsplit("/", 1)[-1], r["monitor_condition"]) for r in app.alert_rows()}
+        rows = {
+            (r["alert_id"].rsplit("/", 1)[-1], r["monitor_condition"]) for r in app.alert_rows()
+        }
         assert rows == {("earlier", "Resolved"), ("during-outage", "Fired")}
         assert len(app.alert_rows()) == 2
         assert app.post_alert(alert).json() == {"status": "duplicate", "jobs": [job_id]}

@@ -1,0 +1,271 @@
+"""Safety suite (issue #7): hostile input to the function app over HTTP (local runner, Azurite,
+sandbox). Fuzzed and forged requests get a 4xx JSON error, never a 5xx or a traceback, and nothing
+is written; a backend presenting a certificate the trusted source does not vouch for is proposed,
+not applied; addresses in request bodies are never connected to.
+
+Alert schema and limits: reference functions-and-alerts.md §1 (common schema, 256 KB cap, §1.4
+legacy payloads refused); ARM ids compare case-insensitively (appgw-backend-tls.md, shared/ids.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandbox.funcrunner import REPO_ROOT
+from shared.ids import parse_gateway_id
+
+from .conftest import BotApp, Factory, Reply, common_alert
+
+pytestmark = [pytest.mark.safety, pytest.mark.sandbox, pytest.mark.timeout(240)]
+
+FUZZ = settings(max_examples=60, deadline=None, database=None)
+OTHER_SUB = "0badc0de-0000-4000-8000-000000000bad"
+
+
+def assert_refused(reply: Reply, *statuses: int) -> None:
+    """A 4xx (one of `statuses` when given) with the JSON error shape, no traceback."""
+    assert 400 <= reply.status < 500, (reply.status, reply.body[:300])
+    if statuses:
+        assert reply.status in statuses, (reply.status, reply.body[:300])
+    if reply.status == 401:  # the runner's key check answers before the app, with no body
+        return
+    assert reply.headers["Content-Type"].startswith("application/json")
+    error = reply.json()["error"]
+    assert error["code"] and error["message"]
+    assert b"Traceback" not in reply.body
+
+
+def assert_nothing_written(app: BotApp) -> None:
+    assert app.puts() == []
+    assert app.jobs() == [] and app.queued_messages() == 0
+
+
+def out_of_scope_id(app: BotApp, subscription: str = OTHER_SUB) -> str:
+    gid = parse_gateway_id(app.gateway_id)
+    return gid.id.replace(gid.subscription, subscription)
+
+
+# ---- fuzzing the alert endpoint --------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner),
+    max_leaves=30,
+)
+ESSENTIAL_KEYS = ["alertId", "monitorCondition", "alertTargetIDs", "alertRule", "firedDateTime"]
+
+
+@pytest.fixture
+def guarded_app(bot_app: Factory) -> Iterator[BotApp]:
+    """The app in apply mode with its worker on: anything that slipped through would be written."""
+    yield bot_app("ilb-ase-v1", REMEDIATION_MODE="apply")
+
+
+def test_fuzzed_bodies_get_4xx_json_and_write_nothing(guarded_app: BotApp) -> None:
+    app = guarded_app
+
+    @FUZZ
+    @given(body=st.binary(max_size=2048) | JSON.map(lambda v: json.dumps(v).encode()))
+    def check(body: bytes) -> None:
+        assert_refused(app.post_alert(None, raw=body), 400)
+
+    check()
+    assert_nothing_written(app)
+
+
+def test_mutated_alerts_naming_foreign_gateways_write_nothing(guarded_app: BotApp) -> None:
+    app = guarded_app
+    foreign = out_of_scope_id(app)
+    name = parse_gateway_id(app.gateway_id).name
+    targets = st.sampled_from(
+        [
+            foreign,
+            foreign.upper(),
+            foreign.swapcase(),
+            app.gateway_id.replace("/resourceGroups/rg-ase/", "/resourceGroups/rg-ase/../rg-x/"),
+            app.gateway_id + "/../../../../applicationGateways/other",
+            app.gateway_id.replace(name, "agw-ąśé-v1"),
+            app.gateway_id.replace(name, "..%2F..%2Fagw"),
+            app.gateway_id.replace("/subscriptions/", "/subscriptions/../"),
+            "/" + "/".join([".."] * 8),
+        ]
+    ) | st.text(max_size=200)
+
+    @FUZZ
+    @given(key=st.sampled_from(ESSENTIAL_KEYS), value=JSON, target=targets)
+    def check(key: str, value: Any, target: str) -> None:
+        alert = common_alert(foreign)
+        essentials = alert["data"]["essentials"]
+        essentials["alertTargetIDs"] = [target]
+        essentials[key] = value if key != "alertTargetIDs" else [target, value]
+        reply = app.post_alert(alert)
+        assert_refused(reply, 400, 403)
+
+    check()
+    assert_nothing_written(app)
+
+
+# ---- forged and odd requests -----------------------------------------------------------------
+
+
+def test_forged_traversal_oversized_and_mistyped_requests_are_refused(
+    guarded_app: BotApp,
+) -> None:
+    app = guarded_app
+    gid = parse_gateway_id(app.gateway_id)
+    foreign = out_of_scope_id(app)
+    big = common_alert(app.gateway_id)
+    big["data"]["essentials"]["description"] = "x" * (300 * 1024)
+    mixed = common_alert(app.gateway_id)
+    mixed["data"]["essentials"]["alertTargetIDs"] = [foreign, foreign.upper()]
+
+    for payload, status in (
+        (common_alert(foreign), 403),  # a forged alert about someone else's gateway
+        (common_alert(foreign.upper()), 403),
+        (mixed, 403),
+    ):
+        assert_refused(app.post_alert(payload), status)
+    assert_refused(app.post_alert(None, raw=json.dumps(big).encode()), 400)
+    valid = json.dumps(common_alert(app.gateway_id)).encode()
+    for content_type in ("text/plain", "application/xml", "multipart/form-data; boundary=x"):
+        reply = app.post_alert(None, raw=valid, headers={"Content-Type": content_type})
+        assert_refused(reply, 400)
+
+    sub, rg = gid.subscription, gid.resource_group
+    for path, statuses in (
+        (f"gateways/{OTHER_SUB}/{rg}/{gid.name}/fix", (403,)),
+        (f"gateways/{OTHER_SUB.upper()}/{rg.upper()}/{gid.name.upper()}/fix", (403,)),
+        (f"gateways/{sub}/..%2F..%2F{rg}/{gid.name}/fix", (400,)),
+        (f"gateways/{sub}/{rg}/..%2F..%2Fetc%2Fpasswd/fix", (400,)),
+        (f"gateways/{sub}/{rg}/agw-%C4%85%C5%9B%C3%A9/fix", (400,)),
+        (f"gateways/{sub}/{rg}/%2E%2E/diagnose", (400,)),
+        (f"gateways/{sub}/{rg}/{gid.name}/rollback", (404,)),
+    ):
+        reply = app.call("POST", path, {"mode": "apply"})
+        if reply.status == 404:  # no route: the runner's empty 404, nothing reached the app
+            assert 404 in statuses and reply.body == b"", (path, reply.body)
+            continue
+        assert_refused(reply, *statuses)
+    bad_mode = app.call("POST", f"gateways/{sub}/{rg}/{gid.name}/fix", {"mode": "yolo"})
+    assert_refused(bad_mode, 400)
+    for path in ("jobs/..%2F..%2Fledger", "jobs/%00", "proposals/..%2F..%2Fx", "proposals/%2E%2E"):
+        assert_refused(app.call("GET", path), 400, 404)
+    assert_nothing_written(app)
+
+
+# ---- an attacker's certificate while a trusted source is configured -------------------------
+
+
+def _v2_root_with_vault_holding(directory: Path, certificate: str) -> str:
+    """ilb-ase-v2-root, but the Key Vault's trusted certificate is `certificate`."""
+    scenario = json.loads((REPO_ROOT / "sandbox/scenarios/ilb-ase-v2-root.json").read_text())
+    scenario["keyvault"] = {"certificates": {"contoso-root-2025": certificate}}
+    path = directory / "v2-root-vault.json"
+    path.write_text(json.dumps(scenario))
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["subject-pattern", "key-vault"])
+def test_a_certificate_the_trusted_source_does_not_vouch_for_is_proposed_not_applied(
+    bot_app: Factory, tmp_path: Path, source: str
+) -> None:
+    if source == "subject-pattern":
+        # The ILB presents its own default certificate (*.appgwtestase.com), not ours.
+        app = bot_app(
+            "ilb-ase-v1", REMEDIATION_MODE="apply", TRUSTED_SUBJECT_PATTERN=r"^app\.contoso\.com$"
+        )
+    else:
+        # The backend's chain ends in new-root; the vault vouches only for old-root.
+        app = bot_app(_v2_root_with_vault_holding(tmp_path, "old-root"), REMEDIATION_MODE="apply")
+    reply = app.post_alert(common_alert(app.gateway_id, dimension="ase-pool~ase-https"))
+    assert reply.status == 202, reply.body
+    job = app.wait_job(reply.json()["jobs"][0])
+
+    assert job["state"] == "proposed", job
+    assert job["proposal_id"] and job["outcome"]["action"] == "proposed"
+    assert app.puts() == []
+    assert "changed" not in [d.what for d in app.storage.list_decisions(app.gateway_id)]
+
+
+# ---- addresses in request bodies are never probed -------------------------------------------
+
+
+class Tripwire:
+    """A loopback TLS server that counts every TCP connection it accepts."""
+
+    def __init__(self) -> None:
+        ca = trustme.CA()
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "tripwire.test").configure_cert(self.context)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address, self.port = self.sock.getsockname()[:2]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def tripwire() -> Iterator[Tripwire]:
+    wire = Tripwire()
+    yield wire
+    wire.close()
+
+
+def test_addresses_in_request_bodies_are_never_probed(bot_app: Factory, tripwire: Tripwire) -> None:
+    app = bot_app("ilb-ase-v1", REMEDIATION_MODE="propose")
+    where = f"{tripwire.address}:{tripwire.port}"
+    planted = {
+        "address": tripwire.address,
+        "port": tripwire.port,
+        "backend": where,
+        "backendAddress": f"https://{where}/",
+        "host": where,
+        "sni": "tripwire.test",
+    }
+    alert = common_alert(app.gateway_id, dimension=f"{where}~{where}")
+    alert["data"]["customProperties"] = dict(planted)
+    alert["data"]["essentials"].update(planted)
+    alert["data"]["alertContext"]["condition"]["allOf"][0].update(planted)
+    reply = app.post_alert(alert)
+    assert reply.status == 202, reply.body
+    jobs = [reply.json()["jobs"][0]]
+    app.wait_job(jobs[0])
+    for action in ("diagnose", "fix"):
+        reply = app.call("POST", app.gateway_path(action), {**planted, "mode": "propose"})
+        assert reply.status == 202, reply.body
+        jobs.append(reply.json()["job"])
+        app.wait_job(jobs[-1])
+
+    assert tripwire.connections == 0
+    assert app.puts() == []
+    # The jobs did probe: the gateway's own backend, from the gateway's own document.
+    job = app.storage.get_job(jobs[1])
+    assert job is not None and job.diagnosis
+    assert where not in json.dumps(job.diagnosis)
