@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,17 +54,15 @@ def scenario() -> dict[str, Any]:
 
 def storm_payloads(gateway_ids: list[str], total: int, seed: int = 7) -> list[dict[str, Any]]:
     """`total` posts (rounded down to whole alerts): duplicates, Fired/Resolved pairs, shuffled."""
-    from sandbox.bot_demo import alert_payload
+    from sandbox.alerts import common_alert
 
     per_gateway = max(1, total // (len(gateway_ids) * POSTS_PER_ALERT))
     posts = []
     for gid in gateway_ids:
         for _ in range(per_gateway):
-            fired = alert_payload(gid, "ase-pool", "ase-https")
-            essentials = fired["data"]["essentials"]
-            resolved = json.loads(json.dumps(fired))
-            resolved["data"]["essentials"]["monitorCondition"] = "Resolved"
-            resolved["data"]["essentials"]["resolvedDateTime"] = essentials["firedDateTime"]
+            alert_id = str(uuid.uuid4())
+            fired = common_alert(gid, alert_id=alert_id)
+            resolved = common_alert(gid, alert_id=alert_id, condition="Resolved")
             posts += [fired] * FIRED_COPIES + [resolved] * RESOLVED_COPIES
     random.Random(seed).shuffle(posts)
     return posts

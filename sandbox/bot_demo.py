@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sandbox.alerts import common_alert
 from sandbox.demo import network_client, sandbox_environment, show_health
 from sandbox.runtime import SandboxHandle, start_sandbox
 
@@ -48,54 +49,6 @@ def _arm_puts(handle: SandboxHandle) -> int:
     with urllib.request.urlopen(url, context=context, timeout=10) as response:  # noqa: S310
         requests = json.loads(response.read())
     return sum(1 for r in requests if r["method"] == "PUT")
-
-
-def alert_payload(gateway_id: str, pool: str, settings: str) -> dict[str, Any]:
-    """A common-schema UnhealthyHostCount alert as an action group sends it (ids lower-cased)."""
-    sub = gateway_id.split("/")[2]
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime())
-    return {
-        "schemaId": "azureMonitorCommonAlertSchema",
-        "data": {
-            "essentials": {
-                "alertId": f"/subscriptions/{sub}/providers/Microsoft.AlertsManagement/alerts/"
-                f"{uuid.uuid4()}",
-                "alertRule": "appgw-unhealthy-backends",
-                "severity": "Sev1",
-                "signalType": "Metric",
-                "monitorCondition": "Fired",
-                "monitoringService": "Platform",
-                "alertTargetIDs": [gateway_id.lower()],
-                "configurationItems": [gateway_id.rsplit("/", 1)[-1]],
-                "originAlertId": f"{sub}_demo_{uuid.uuid4().hex[:8]}",
-                "firedDateTime": now,
-                "description": "Backend hosts of the gateway are unhealthy",
-                "essentialsVersion": "1.0",
-                "alertContextVersion": "1.0",
-            },
-            "alertContext": {
-                "properties": None,
-                "conditionType": "SingleResourceMultipleMetricCriteria",
-                "condition": {
-                    "windowSize": "PT5M",
-                    "allOf": [
-                        {
-                            "metricName": "UnhealthyHostCount",
-                            "metricNamespace": "Microsoft.Network/applicationGateways",
-                            "operator": "GreaterThan",
-                            "threshold": "0",
-                            "timeAggregation": "Average",
-                            "dimensions": [
-                                {"name": "BackendSettingsPool", "value": f"{pool}~{settings}"}
-                            ],
-                            "metricValue": 1.0,
-                            "webTestName": None,
-                        }
-                    ],
-                },
-            },
-        },
-    }
 
 
 def _follow(url: str, key: str, job_id: str, timeout: float = 240) -> dict[str, Any]:
@@ -205,7 +158,9 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
             status, accepted = _http(
                 "POST",
                 f"{runner.url}/api/alerts?code={key}",
-                alert_payload(gateway_id, pool, settings),
+                common_alert(
+                    gateway_id, alert_id=str(uuid.uuid4()), dimension=f"{pool}~{settings}"
+                ),
             )
             print(f"POST /api/alerts -> {status} {json.dumps(accepted)}")
             if status != 202:

@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from sandbox.alerts import common_alert
 from sandbox.azurite import start_azurite
 from shared.health import HealthState
 
-from .conftest import KEY, WAIT, Factory, Reply, common_alert, http
+from .conftest import KEY, WAIT, Factory, Reply, http
 
 # ---- the alert path ---------------------------------------------------------------------------
 

@@ -22,10 +22,11 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sandbox.alerts import common_alert
 from sandbox.funcrunner import REPO_ROOT
 from shared.ids import parse_gateway_id
 
-from .conftest import BotApp, Factory, Reply, common_alert
+from .conftest import BotApp, Factory, Reply
 
 pytestmark = [pytest.mark.safety, pytest.mark.sandbox, pytest.mark.timeout(240)]
 

@@ -20,12 +20,13 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobLeaseClient
 
+from sandbox.alerts import common_alert
 from sandbox.azurite import start_azurite
 from shared import lease as lease_module
 from shared.health import HealthState
 from shared.storage import StorageUnavailable
 
-from .conftest import WAIT, BotApp, Factory, common_alert
+from .conftest import WAIT, BotApp, Factory
 
 pytestmark = [pytest.mark.safety, pytest.mark.sandbox, pytest.mark.timeout(180)]
 

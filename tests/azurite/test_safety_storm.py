@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from sandbox.alerts import common_alert
 from sandbox.funcrunner import REPO_ROOT
 
-from .conftest import BotApp, Factory, Reply, common_alert
+from .conftest import BotApp, Factory, Reply
 
 pytestmark = [pytest.mark.safety, pytest.mark.sandbox, pytest.mark.timeout(240)]
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from sandbox.alerts import common_alert
 from shared.plan import certificate_name
 
-from .conftest import BotApp, Factory, common_alert
+from .conftest import BotApp, Factory
 
 pytestmark = [pytest.mark.safety, pytest.mark.sandbox, pytest.mark.timeout(180)]
 
