@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared.diagnosis import Diagnosis, Finding, Fix, FixAction, FixCertificate
-from shared.errors import BotError
+from shared.errors import BotError, InputError
 from shared.gateway import Generation
+from shared.gateway import generation_of as tier_generation
 from shared.ids import last_segment, same_id
 
 CERT_NAME_PREFIX = "appgw-bot-"
@@ -25,7 +26,6 @@ TRUSTED_ROOTS = "trustedRootCertificates"
 SETTINGS_COLLECTION = "backendHttpSettingsCollection"
 # appgw-backend-tls.md §5: 100 authentication certificates and 100 trusted roots per gateway.
 MAX_CERTIFICATES = 100
-_V2_TIERS = {"standard_v2", "waf_v2", "basic"}
 # Cause order when two fixes repair the same number of servers: certificates before host names,
 # because host-name changes are only ever proposed (see policy.decide).
 _ACTION_ORDER = (
@@ -106,12 +106,14 @@ def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def generation_of(doc: Mapping[str, Any]) -> Generation:
-    """v2 for Standard_v2, WAF_v2 and Basic tiers; v1 otherwise (Standard, WAF)."""
+    """v1 or v2 from the document's `sku.tier` (shared.gateway's rule); PlanError when unknown,
+    since the generation decides which certificate collection may be written."""
     sku = _props(doc).get("sku") or doc.get("sku") or {}
-    tier = str(sku.get("tier") or sku.get("name") or "").lower()
-    if tier in _V2_TIERS or tier.endswith("_v2"):
-        return Generation.V2
-    return Generation.V1
+    tier = sku.get("tier") if isinstance(sku, Mapping) else None
+    try:
+        return tier_generation(tier)
+    except InputError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def _find_by_name(items: Sequence[Any], name: str) -> Any | None:

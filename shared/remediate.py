@@ -3,13 +3,11 @@
 Everything that decides is pure and lives elsewhere (diagnosis, plan, policy, trust, retry); this
 module sequences the I/O around it:
 
-- one writer per gateway (a lock from `lock_for`: a file lock in the CLI, a blob lease in the app);
-- re-read right before writing, re-plan against that document, compare ETags once more just before
-  the PUT, send the whole document back with every field we did not mean to change;
-- back off and re-plan on contention, never replay a stale body; locks and policy denials become a
-  proposal; bounded LRO waits;
-- verify with backend health; roll back exactly what we added when asked or when the write left the
-  gateway failed.
+- the safe write (shared.writer): one writer per gateway, a fresh read and re-plan before every
+  attempt, an ETag check just before the PUT, the whole document sent back, back-off on
+  contention and never a stale body replayed; locks and policy denials become a proposal;
+- verification with backend health (shared.verify);
+- rollback of exactly what we added, on request or when the write left the gateway failed.
 """
 
 from __future__ import annotations
@@ -22,36 +20,28 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.arm import ArmClient, ArmError, GatewayDocument, LroFailed
+from shared.arm import ArmClient, GatewayDocument
 from shared.changelog import ChangeLog, ChangeRecord, find_change, new_change_id
 from shared.diagnosis import Diagnosis, Finding, diagnose, probe_requests, route_hosts
 from shared.errors import BotError, OutOfScopeError
 from shared.gateway import Gateway, parse_gateway
 from shared.health import HealthState, ServerHealth, parse_backend_health
-from shared.ids import GatewayId, last_segment, parse_gateway_id, same_id
+from shared.ids import GatewayId, parse_gateway_id, same_id
 from shared.plan import Plan, apply_plan, plan_fixes, plan_from_dict, plan_to_dict, replan
 from shared.plan import revert_plan as _revert_plan
 from shared.policy import Guards, Outcome, check_scope, decide, effective_mode
 from shared.proposals import Proposal, ProposalStore, build_proposal, check_approver
 from shared.report import to_json
-from shared.retry import Verdict, decide_retry
 from shared.settings import Mode, Settings
 from shared.tls_probe import TlsCapture, capture_all
 from shared.trust import TrustResult, check_certificate
+from shared.verify import poll_interval, wait_until_healthy
+from shared.writer import GatewayWriter, WriteRefused, WriteResult, is_failed
 
 log = logging.getLogger(__name__)
 
 Captures = Mapping[tuple[str, int, str | None], TlsCapture]
 ProbeFn = Callable[[Iterable[tuple[str, int, str | None]]], Captures]
-
-
-class WriteRefused(BotError):
-    """A write cannot go ahead now; `propose` says whether a human can take it from here."""
-
-    def __init__(self, message: str, *, propose: bool, writes: int) -> None:
-        super().__init__(message)
-        self.propose = propose
-        self.writes = writes
 
 
 @dataclass
@@ -124,13 +114,13 @@ class Remediator:
         self.arm = arm
         self.proposals = proposals
         self.changes = changes
-        self.lock_for = lock_for
+        # The writer sleeps through self.sleep, so a caller may swap it after construction.
+        self.writer = GatewayWriter(
+            settings, arm, lock_for, sleep=lambda s: self.sleep(s), before_write=before_write
+        )
         self._probe = probe or self._default_probe
         self._trusted = trusted_certificates or (lambda: ())
         self._notify = notify or (lambda kind, event: None)
-        # Write-ahead hook: called right before every PUT (the worker records a ledger row, so a
-        # delivery that dies between the PUT and its change record still leaves a trace).
-        self._before_write = before_write or (lambda gid: None)
         self.clock = clock
         self.sleep = sleep
 
@@ -432,7 +422,8 @@ class Remediator:
     def _apply(
         self, gid: GatewayId, plan: Plan, *, by: str, affected: list[Finding] | None
     ) -> RemediationOutcome:
-        before, after, writes, final = self.safe_write(gid, lambda doc: replan(doc, plan))
+        written, final = self.safe_write(gid, lambda doc: replan(doc, plan))
+        before, after, writes = written.before, written.after, written.writes
         if final.is_noop:
             return RemediationOutcome(
                 gid.id,
@@ -455,7 +446,7 @@ class Remediator:
             etag_after=after.etag if after else None,
         )
         self.changes.record(change)
-        if after is not None and _is_failed(after):
+        if after is not None and is_failed(after):
             rollback = self.rollback(gid.id, change.id, by="auto-rollback")
             undone = (
                 "rolled back" if rollback.arm_writes else "nothing of ours was left to roll back"
@@ -469,7 +460,7 @@ class Remediator:
                 reason=f"the gateway update failed and left the gateway Failed; {undone}"
                 + ("" if rollback.action == "rolled_back" else f" ({rollback.reason})"),
             )
-        verified, checks = self.verify(gid, final, affected)
+        verified, checks = self.verify(gid, final, affected, (after or before).doc)
         outcome = RemediationOutcome(
             gid.id,
             "apply",
@@ -498,11 +489,8 @@ class Remediator:
 
     def safe_write(
         self, gid: GatewayId, make_plan: Callable[[dict[str, Any]], Plan]
-    ) -> tuple[GatewayDocument | None, GatewayDocument | None, int, Plan]:
-        """Re-plan on a fresh read and write it.
-
-        Returns (document before, document after, PUT requests sent, the plan applied).
-        """
+    ) -> tuple[WriteResult, Plan]:
+        """Re-plan on a fresh read and write it; returns the write and the plan applied."""
         planned: list[Plan] = []
 
         def build(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -510,127 +498,22 @@ class Remediator:
             planned.append(plan)
             return None if plan.is_noop else apply_plan(doc, plan)
 
-        before, after, writes = self._write_loop(gid, build, what="gateway write")
-        return before, after, writes, planned[-1]
-
-    def _write_loop(
-        self,
-        gid: GatewayId,
-        build: Callable[[dict[str, Any]], dict[str, Any] | None],
-        *,
-        what: str,
-    ) -> tuple[GatewayDocument, GatewayDocument | None, int]:
-        """Under the gateway's lock: read, build the body, check the ETag again, PUT; retry.
-
-        `build` returns None when there is nothing to write. Every attempt starts from a fresh
-        read, so a body is never replayed after a conflict.
-        """
-        if self.settings.kill_switch:
-            raise WriteRefused("kill switch is on: no gateway writes", propose=True, writes=0)
-        attempts = int(self.settings["WRITE_ATTEMPTS"])
-        writes = 0
-        last_reason = "no attempt made"
-        with self.lock_for(gid) as lock:
-            for attempt in range(1, attempts + 1):
-                current = self.arm.get_gateway(gid)
-                body = build(current.doc)
-                if body is None:
-                    return current, None, writes
-                # Another writer between our read and our write: build again on their document.
-                if self.arm.get_gateway(gid).etag != current.etag:
-                    last_reason = "the gateway changed between read and write"
-                    log.info("gateway %s changed under us; re-planning", gid.name)
-                    continue
-                if getattr(lock, "lost", False):
-                    # Another worker may hold the gateway now: writing would make two writers.
-                    raise WriteRefused("lost the gateway lease", propose=False, writes=writes)
-                self._before_write(gid)
-                try:
-                    writes += 1
-                    after = self.arm.put_gateway(gid, body)
-                except ArmError as exc:
-                    failed = self._left_failed(gid, exc)
-                    if failed is not None:
-                        # Accepted, then failed: the caller rolls back what we added.
-                        return current, failed, writes
-                    decision = decide_retry(exc, attempt)
-                    last_reason = decision.reason
-                    if decision.verdict is Verdict.RETRY and attempt < attempts:
-                        log.info(
-                            "%s on %s: %s; retry in %.1f s", what, gid.name, exc, decision.delay
-                        )
-                        self.sleep(decision.delay)
-                        continue
-                    raise WriteRefused(
-                        f"{what} not done: {decision.reason}",
-                        propose=decision.verdict is Verdict.PROPOSE,
-                        writes=writes,
-                    ) from exc
-                return current, after, writes
-        raise WriteRefused(
-            f"{what} not done after {attempts} attempts: {last_reason}",
-            propose=False,
-            writes=writes,
-        )
-
-    def _left_failed(self, gid: GatewayId, error: ArmError) -> GatewayDocument | None:
-        """After an accepted PUT whose operation failed: the gateway, if it is now Failed."""
-        if not isinstance(error, LroFailed):
-            return None
-        log.warning("update of %s failed after ARM accepted it: %s", gid.name, error)
-        try:
-            doc = self.arm.get_gateway(gid)
-        except ArmError:
-            return None
-        return doc if _is_failed(doc) else None
-
-    # ---- verification -------------------------------------------------------------------------
+        return self.writer.write(gid, build, what="gateway write"), planned[-1]
 
     def verify(
-        self, gid: GatewayId, plan: Plan, affected: list[Finding] | None
+        self, gid: GatewayId, plan: Plan, affected: list[Finding] | None, doc: Mapping[str, Any]
     ) -> tuple[bool | None, list[dict[str, Any]]]:
-        """Poll backend health until the affected servers are healthy or the deadline passes.
-
-        Azure refreshes backend health per probe interval, so polls are spaced by that interval.
-        """
-        deadline = float(self.settings["VERIFY_DEADLINE_SECONDS"])
-        if deadline <= 0:
-            return None, []
-        names = {n.lower() for n in plan.settings_names}
+        """Backend health of the affected servers after the change (see shared.verify)."""
         servers = {(f.settings.lower(), f.server) for f in affected} if affected else None
-        start = time.monotonic()
-        checks: list[dict[str, Any]] = []
-        interval = self._poll_interval(gid)
-        while True:
-            health = parse_backend_health(self.arm.backend_health(gid))
-            mine = [
-                h
-                for h in health
-                if last_segment(h.settings_id).lower() in names
-                and (servers is None or (last_segment(h.settings_id).lower(), h.address) in servers)
-            ]
-            checks = [
-                {
-                    "settings": last_segment(h.settings_id),
-                    "server": h.address,
-                    "health": h.health.value,
-                    "probe_log": h.probe_log,
-                }
-                for h in mine
-            ]
-            if mine and all(h.health is HealthState.HEALTHY for h in mine):
-                return True, checks
-            if time.monotonic() - start + interval > deadline:
-                return False, checks
-            self.sleep(interval)
-
-    def _poll_interval(self, gid: GatewayId) -> float:
-        try:
-            probes = self.arm.get_gateway(gid).doc.get("properties", {}).get("probes", [])
-            intervals = [float(p.get("properties", {}).get("interval") or 30) for p in probes or []]
-        except (ArmError, AttributeError, TypeError, ValueError):
-            intervals = []
-        return max(1.0, min(intervals or [30.0]))
+        return wait_until_healthy(
+            self.arm,
+            gid,
+            plan.settings_names,
+            servers,
+            deadline=float(self.settings["VERIFY_DEADLINE_SECONDS"]),
+            interval=poll_interval(doc),
+            sleep=self.sleep,
+        )
 
     # ---- rollback -----------------------------------------------------------------------------
 
@@ -645,8 +528,9 @@ class Remediator:
             body = _revert_plan(doc, plan)
             return None if body == doc else body
 
-        before, after, writes = self._write_loop(gid, build, what="rollback")
-        failed = after is not None and _is_failed(after)
+        written = self.writer.write(gid, build, what="rollback")
+        before, after, writes = written.before, written.after, written.writes
+        failed = after is not None and is_failed(after)
         record = ChangeRecord(
             id=new_change_id(self.clock()),
             gateway_id=gid.id,
@@ -685,10 +569,6 @@ class Remediator:
             },
         )
         return outcome
-
-
-def _is_failed(doc: GatewayDocument) -> bool:
-    return (doc.provisioning_state or "").lower() == "failed"
 
 
 def _same_change(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
