@@ -157,8 +157,7 @@ class ArmEmulator:
         except FaultError as exc:
             raise ValueError(f"options.faults: {exc}") from exc
         self._other_writes: list[dict[str, str | None]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._endpoint: HttpsEndpoint | None = None
         self._jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="arm-health")
         self._probes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="arm-probe")
         self.url = ""
@@ -169,18 +168,14 @@ class ArmEmulator:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._server, self._thread = serve_https(self, self._tls, "arm-emulator")
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        self._endpoint = HttpsEndpoint(self, self._tls, "arm-emulator")
+        self.url = self._endpoint.url
         self.control_url = f"{self.url}/sandbox"
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._endpoint is not None:
+            self._endpoint.stop()
+            self._endpoint = None
         self._jobs.shutdown(wait=False, cancel_futures=True)
         self._probes.shutdown(wait=False, cancel_futures=True)
 
@@ -695,20 +690,25 @@ class JsonApp(Protocol):
     def handle(self, request: Request) -> Response: ...
 
 
-def serve_https(
-    app: JsonApp, tls: tuple[bytes, bytes], name: str
-) -> tuple[TlsHttpServer, threading.Thread]:
-    """Serve `app` over HTTPS on 127.0.0.1 (a free port) in a daemon thread; PEM cert and key."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:
-        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert.write_bytes(tls[0])
-        key.write_bytes(tls[1])
-        context.load_cert_chain(cert, key)
-    server = TlsHttpServer(("127.0.0.1", 0), _make_handler(app), context)
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
-    thread.start()
-    return server, thread
+class HttpsEndpoint:
+    """`app` served over HTTPS on 127.0.0.1 (a free port) in a daemon thread; PEM cert and key."""
+
+    def __init__(self, app: JsonApp, tls: tuple[bytes, bytes], name: str) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+            cert.write_bytes(tls[0])
+            key.write_bytes(tls[1])
+            context.load_cert_chain(cert, key)
+        self._server = TlsHttpServer(("127.0.0.1", 0), _make_handler(app), context)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 def _make_handler(emulator: JsonApp) -> type[BaseHTTPRequestHandler]:

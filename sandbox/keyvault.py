@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 
-from sandbox.arm import Request, Response, TlsHttpServer, serve_https
+from sandbox.arm import HttpsEndpoint, Request, Response
 
 VAULT_RESOURCE = "https://vault.azure.net"
 AUTHORITY = "https://login.microsoftonline.com"
@@ -92,24 +92,19 @@ class KeyVaultEmulator:
         self._tls = (tls_cert_pem, tls_key_pem)
         self._verify_token = verify_token
         self._tenant = tenant_id
-        self._server: TlsHttpServer | None = None
-        self._thread: threading.Thread | None = None
+        self._endpoint: HttpsEndpoint | None = None
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # method, path, status, authorized
         self.url = ""
 
     def start(self) -> None:
-        self._server, self._thread = serve_https(self, self._tls, "keyvault-emulator")
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        self._endpoint = HttpsEndpoint(self, self._tls, "keyvault-emulator")
+        self.url = self._endpoint.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._endpoint is not None:
+            self._endpoint.stop()
+            self._endpoint = None
 
     # ---- requests --------------------------------------------------------------------------
 
