@@ -71,7 +71,11 @@ def _demo(scenario_arg: str) -> int:
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run_demo(scenario_arg)
+    try:
+        return run_demo(scenario_arg)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, never a traceback
+        print(f"error: the demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,7 +154,7 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
         )
         with runner:
             print(f"function app running locally at {runner.url} (stand-in for `func start`)")
-            pool, settings = _first_unhealthy_pair(client, gateway_id)
+            pool, settings = _alert_pair(client, gateway_id)
             status, accepted = _http(
                 "POST",
                 f"{runner.url}/api/alerts?code={key}",
@@ -186,17 +186,27 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
     }
 
 
-def _first_unhealthy_pair(client: Any, gateway_id: str) -> tuple[str, str]:
+def _alert_pair(client: Any, gateway_id: str) -> tuple[str, str]:
+    """(pool, settings) the alert's dimension names: the first unhealthy pair, else the first."""
     parts = gateway_id.split("/")
     health = client.application_gateways.begin_backend_health(parts[4], parts[8]).result()
-    for pool in health.backend_address_pools or []:
-        for entry in pool.backend_http_settings_collection or []:
-            if any(s.health not in ("Up", "Healthy") for s in entry.servers or []):
-                return (
-                    pool.backend_address_pool.id.rsplit("/", 1)[-1],
-                    entry.backend_http_settings.id.rsplit("/", 1)[-1],
-                )
-    raise RuntimeError("no unhealthy backend to alert on")
+    pairs = [
+        (pool, entry)
+        for pool in health.backend_address_pools or []
+        for entry in pool.backend_http_settings_collection or []
+    ]
+    if not pairs:
+        raise RuntimeError(f"gateway {parts[8]} reports no backend health")
+    unhealthy = [
+        (pool, entry)
+        for pool, entry in pairs
+        if any(s.health not in ("Up", "Healthy") for s in entry.servers or [])
+    ]
+    pool, entry = (unhealthy or pairs)[0]
+    return (
+        pool.backend_address_pool.id.rsplit("/", 1)[-1],
+        entry.backend_http_settings.id.rsplit("/", 1)[-1],
+    )
 
 
 def _approve(url: str, key: str, proposal_id: str) -> dict[str, Any]:
