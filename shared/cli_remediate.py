@@ -35,7 +35,10 @@ def _print_json(data: dict[str, Any]) -> None:
 
 def _print_verification(checks: list[dict[str, Any]]) -> None:
     for check in checks:
-        sys.stdout.write(f"after: {check['settings']} {check['server']}: {check['health']}\n")
+        source = check.get("source", "backend-health")
+        sys.stdout.write(
+            f"after ({source}): {check['settings']} {check['server']}: {check['health']}\n"
+        )
 
 
 def _fix_arguments(p: argparse.ArgumentParser) -> None:

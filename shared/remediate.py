@@ -512,6 +512,7 @@ class Remediator:
             servers,
             deadline=float(self.settings["VERIFY_DEADLINE_SECONDS"]),
             interval=poll_interval(doc),
+            doc=doc,
             sleep=self.sleep,
         )
 

@@ -548,3 +548,25 @@ def test_sandbox_scenario_settings_are_what_the_tests_assume(v1: SandboxHandle) 
     assert v1.env["REMEDIATION_MODE"] == "apply"
     assert v1.env["ALLOWED_SCOPES"].endswith("/resourceGroups/rg-ase")
     assert v1.gateway_ids[0].endswith("/agw-ase-v1")
+
+
+def test_stale_periodic_health_is_not_verified_but_on_demand_evidence_is_fresh(
+    sandbox_factory: Callable[[str], SandboxHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 30 s probe interval: the periodic result right after the write is the stale, unhealthy one.
+    def slow_probes(data: dict[str, Any]) -> None:
+        data["options"]["probe_interval_seconds"] = 30
+        for gateway in data["gateways"]:
+            for probe in gateway["properties"].get("probes", []):
+                probe["properties"]["interval"] = 30
+
+    handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v1", slow_probes))
+    bot = make_remediator(handle, tmp_path, monkeypatch, VERIFY_DEADLINE_SECONDS="3")
+    outcome = bot.fix(handle.gateway_ids[0])
+    assert (outcome.action, outcome.arm_writes) == ("applied", 1)
+    assert outcome.verified is False  # only the periodic health decides
+    periodic = [c for c in outcome.verification if c["source"] == "backend-health"]
+    fresh = [c for c in outcome.verification if c["source"] == "on-demand"]
+    assert periodic and all(c["health"] == "unhealthy" for c in periodic)
+    assert fresh and all(c["health"] == "healthy" for c in fresh)
+    assert any(r["path"].endswith("/getBackendHealthOnDemand") for r in arm_requests(handle))
