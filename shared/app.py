@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from shared.settings import SETTINGS, Settings, load_settings
 
 if TYPE_CHECKING:
+    from shared.changelog import ChangeRecord
     from shared.ids import GatewayId
     from shared.remediate import Remediator
     from shared.storage import Storage
@@ -50,7 +51,7 @@ class AppContext:
         lease: Any = None,
         *,
         job_id: str = "",
-        before_write: Callable[[GatewayId], None] | None = None,
+        before_write: Callable[[GatewayId, ChangeRecord], None] | None = None,
     ) -> Remediator:
         """A Remediator over Azure Storage; `lease` is the gateway lease the worker holds,
         `job_id` the job its ledger rows (the "changed" records) belong to, `before_write` the

@@ -106,7 +106,7 @@ class Remediator:
         probe: ProbeFn | None = None,
         trusted_certificates: Callable[[], Sequence[bytes]] | None = None,
         notify: Callable[[str, dict[str, Any]], None] | None = None,
-        before_write: Callable[[GatewayId], None] | None = None,
+        before_write: Callable[[GatewayId, ChangeRecord], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -115,9 +115,10 @@ class Remediator:
         self.proposals = proposals
         self.changes = changes
         # The writer sleeps through self.sleep, so a caller may swap it after construction.
-        self.writer = GatewayWriter(
-            settings, arm, lock_for, sleep=lambda s: self.sleep(s), before_write=before_write
-        )
+        self.writer = GatewayWriter(settings, arm, lock_for, sleep=lambda s: self.sleep(s))
+        # Write-ahead hook: gets the change record right before its PUT (the worker keeps it in
+        # the ledger, so a delivery that dies between the PUT and `changes.record` leaves it).
+        self._before_write = before_write
         self._probe = probe or self._default_probe
         self._trusted = trusted_certificates or (lambda: ())
         self._notify = notify or (lambda kind, event: None)
@@ -422,7 +423,10 @@ class Remediator:
     def _apply(
         self, gid: GatewayId, plan: Plan, *, by: str, affected: list[Finding] | None
     ) -> RemediationOutcome:
-        written, final = self.safe_write(gid, lambda doc: replan(doc, plan))
+        change_id = new_change_id(self.clock())
+        written, final = self.safe_write(
+            gid, lambda doc: replan(doc, plan), by=by, change_id=change_id
+        )
         before, after, writes = written.before, written.after, written.writes
         if final.is_noop:
             return RemediationOutcome(
@@ -433,18 +437,7 @@ class Remediator:
                 reason=f"already in place: {final.noop_reason}",
                 plan=plan_to_dict(final),
             )
-        change = ChangeRecord(
-            id=new_change_id(self.clock()),
-            gateway_id=gid.id,
-            when=self.clock().isoformat(),
-            by=by,
-            kind="apply",
-            plan=plan_to_dict(final),
-            settings=final.settings_names,
-            thumbprint=final.thumbprint,
-            etag_before=before.etag if before else None,
-            etag_after=after.etag if after else None,
-        )
+        change = self._change_record(gid, final, by, change_id, before, after)
         self.changes.record(change)
         if after is not None and is_failed(after):
             rollback = self.rollback(gid.id, change.id, by="auto-rollback")
@@ -488,17 +481,50 @@ class Remediator:
         return outcome
 
     def safe_write(
-        self, gid: GatewayId, make_plan: Callable[[dict[str, Any]], Plan]
+        self,
+        gid: GatewayId,
+        make_plan: Callable[[dict[str, Any]], Plan],
+        *,
+        by: str = "",
+        change_id: str | None = None,
     ) -> tuple[WriteResult, Plan]:
         """Re-plan on a fresh read and write it; returns the write and the plan applied."""
         planned: list[Plan] = []
+        cid = change_id or new_change_id(self.clock())
 
         def build(doc: dict[str, Any]) -> dict[str, Any] | None:
             plan = make_plan(doc)
             planned.append(plan)
             return None if plan.is_noop else apply_plan(doc, plan)
 
-        return self.writer.write(gid, build, what="gateway write"), planned[-1]
+        def before_put(target: GatewayId) -> None:
+            if self._before_write is not None:
+                self._before_write(target, self._change_record(target, planned[-1], by, cid))
+
+        written = self.writer.write(gid, build, what="gateway write", before_put=before_put)
+        return written, planned[-1]
+
+    def _change_record(
+        self,
+        gid: GatewayId,
+        plan: Plan,
+        by: str,
+        change_id: str,
+        before: GatewayDocument | None = None,
+        after: GatewayDocument | None = None,
+    ) -> ChangeRecord:
+        return ChangeRecord(
+            id=change_id,
+            gateway_id=gid.id,
+            when=self.clock().isoformat(),
+            by=by,
+            kind="apply",
+            plan=plan_to_dict(plan),
+            settings=plan.settings_names,
+            thumbprint=plan.thumbprint,
+            etag_before=before.etag if before else None,
+            etag_after=after.etag if after else None,
+        )
 
     def verify(
         self, gid: GatewayId, plan: Plan, affected: list[Finding] | None, doc: Mapping[str, Any]

@@ -14,10 +14,12 @@ from typing import Any
 
 from shared.app import AppContext
 from shared.arm import ArmError
+from shared.changelog import ChangeRecord
 from shared.errors import BotError
 from shared.ids import GatewayId, parse_gateway_id
 from shared.logs import log_context
 from shared.settings import Mode
+from shared.table_changelog import TableChangeLog
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,10 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         if resumed is not None:
             return resumed
 
-    def before_write(target: GatewayId) -> None:
+    def before_write(target: GatewayId, change: ChangeRecord) -> None:
         # A delivery that dies between a PUT and its change record still leaves this row, so
-        # its redelivery knows the write was its own.
-        storage.record_decision(job.job_id, target, "writing", "worker")
+        # its redelivery knows the write was its own and can record the change it made.
+        storage.record_decision(job.job_id, target, "writing", "worker", details=change.to_dict())
 
     remediator = ctx.remediator(lease, job_id=job.job_id, before_write=before_write)
     try:
@@ -151,12 +153,20 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
 def _credit_earlier_delivery(ctx: AppContext, job_id: str, gid: GatewayId, outcome: Any) -> None:
     """A redelivered fix finds nothing to do because an earlier delivery of this job wrote the
     gateway, then died before recording its outcome: report that write, not "none"."""
-    rows = [d.what for d in ctx.storage.list_decisions(gid) if d.job_id == job_id]
-    writes = rows.count("writing")
-    if writes or "changed" in rows:
-        outcome.action = "applied"
-        outcome.arm_writes = writes
-        outcome.reason = f"applied by an earlier delivery of this job; now {outcome.reason}"
+    rows = [d for d in ctx.storage.list_decisions(gid) if d.job_id == job_id]
+    writing = [d for d in rows if d.what == "writing"]
+    changed = any(d.what == "changed" for d in rows)
+    if not writing and not changed:
+        return
+    outcome.action = "applied"
+    outcome.arm_writes = len(writing)
+    outcome.reason = f"applied by an earlier delivery of this job; now {outcome.reason}"
+    if not changed and writing and writing[-1].details.get("id"):
+        # The earlier delivery died before its change record: record the change it wrote ahead,
+        # so the cooldown, the daily cap and rollback see it.
+        change = ChangeRecord.from_dict(dict(writing[-1].details))
+        TableChangeLog(ctx.storage, job_id=job_id).record(change)
+        outcome.change = change.id
 
 
 def _resume(ctx: AppContext, job: Any, gid: GatewayId) -> str | None:

@@ -57,20 +57,25 @@ class GatewayWriter:
         lock_for: Callable[[GatewayId], AbstractContextManager[Any]],
         *,
         sleep: Callable[[float], None] = time.sleep,
-        before_write: Callable[[GatewayId], None] | None = None,
     ) -> None:
         self.settings = settings
         self.arm = arm
         self.lock_for = lock_for
         self.sleep = sleep
-        # Write-ahead hook, called right before every PUT (the worker records a ledger row, so a
-        # delivery that dies between the PUT and its change record still leaves a trace).
-        self.before_write = before_write or (lambda gid: None)
 
-    def write(self, gid: GatewayId, build: BuildBody, *, what: str) -> WriteResult:
+    def write(
+        self,
+        gid: GatewayId,
+        build: BuildBody,
+        *,
+        what: str,
+        before_put: Callable[[GatewayId], None] | None = None,
+    ) -> WriteResult:
         """Under the gateway's lock: read, build the body, check the ETag again, PUT; retry.
 
         Every attempt starts from a fresh read, so a body is never replayed after a conflict.
+        `before_put` runs right before every PUT (write-ahead: a caller records its intent, so a
+        process that dies between the PUT and its change record still leaves a trace).
         """
         if self.settings.kill_switch:
             raise WriteRefused("kill switch is on: no gateway writes", propose=True, writes=0)
@@ -91,7 +96,8 @@ class GatewayWriter:
                 if getattr(lock, "lost", False):
                     # Another worker may hold the gateway now: writing would make two writers.
                     raise WriteRefused("lost the gateway lease", propose=False, writes=writes)
-                self.before_write(gid)
+                if before_put is not None:
+                    before_put(gid)
                 try:
                     writes += 1
                     after = self.arm.put_gateway(gid, body)

@@ -63,9 +63,11 @@ def _worker_runs(app: BotApp) -> list[tuple[int | None, bool]]:
 @pytest.mark.parametrize(
     ("method", "what", "ledger"),
     [
-        # Right after the PUT, before the change record (shared/table_changelog.py): only the
-        # worker's write-ahead "writing" row tells the redelivery that the write was its own.
-        pytest.param("record_decision", "changed", ["writing", "applied"], id="before-change"),
+        # Right after the PUT, before the change record: the worker's write-ahead "writing" row
+        # carries the change, so the redelivery records it ("changed") and reports the write.
+        pytest.param(
+            "record_decision", "changed", ["writing", "changed", "applied"], id="before-change"
+        ),
         # Before the outcome row the worker writes after the fix.
         pytest.param(
             "record_decision", "applied", ["writing", "changed", "applied"], id="before-outcome"
