@@ -30,9 +30,8 @@ print(json.dumps({
 _BINDING_SETTINGS = ("JOBS_QUEUE", "SWEEP_SCHEDULE")
 
 
-@pytest.fixture(scope="module")
-def bindings() -> dict[str, list[dict[str, Any]]]:
-    env = {k: v for k, v in os.environ.items() if k not in _BINDING_SETTINGS}
+def _index(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """The bindings function_app declares, indexed in a fresh interpreter with `env`."""
     done = subprocess.run(
         [sys.executable, "-c", _INDEX],
         cwd=REPO_ROOT,
@@ -43,6 +42,11 @@ def bindings() -> dict[str, list[dict[str, Any]]]:
         check=True,
     )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def bindings() -> dict[str, list[dict[str, Any]]]:
+    return _index({k: v for k, v in os.environ.items() if k not in _BINDING_SETTINGS})
 
 
 def _trigger(bindings: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,17 +120,7 @@ def test_timer_sweep(bindings: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def test_queue_name_and_schedule_follow_the_app_settings() -> None:
-    env = {**os.environ, "JOBS_QUEUE": "other-jobs", "SWEEP_SCHEDULE": "0 0 * * * *"}
-    done = subprocess.run(
-        [sys.executable, "-c", _INDEX],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = _index({**os.environ, "JOBS_QUEUE": "other-jobs", "SWEEP_SCHEDULE": "0 0 * * * *"})
     assert _trigger(found["worker"])["queueName"] == "other-jobs"
     assert _trigger(found["poison"])["queueName"] == "other-jobs-poison"
     assert _trigger(found["sweep"])["schedule"] == "0 0 * * * *"
