@@ -92,8 +92,8 @@ def run_one(settings_count: int, workdir: Path) -> dict[str, Any]:
     from sandbox.demo import sandbox_environment
     from sandbox.runtime import start_sandbox
     from sandbox.scenario import parse_scenario
-    from shared.service import local_remediator
-    from shared.settings import load_settings
+    from shared.cli.wiring import local_remediator
+    from shared.common.settings import load_settings
 
     handle = start_sandbox(parse_scenario(scenario(settings_count)), workdir=workdir / "sandbox")
     try:

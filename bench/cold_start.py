@@ -3,12 +3,12 @@
 Each case runs in a fresh interpreter (median of `repeat` runs): the import time measured inside
 the child, the child's whole wall time (interpreter start included), and which heavy modules
 `sys.modules` holds afterwards. function_app.py imports the SDKs inside its handlers, so the host
-indexes it quickly and the alert endpoint (shared.api, shared.alerts, shared.storage) never needs
+indexes it quickly and the alert endpoint (shared.service: api, alerts, storage) never needs
 azure-mgmt-network, azure-identity or pyOpenSSL (azure-storage-blob itself imports
 cryptography, so that one is on the alert path whatever the bot does).
 
 APPLICATIONINSIGHTS_CONNECTION_STRING is removed from the children's environment: with it set,
-`configure_logging` loads azure.monitor.opentelemetry at import on purpose (shared/logs.py).
+`configure_logging` loads azure.monitor.opentelemetry at import on purpose (shared/service/logs.py).
 """
 
 from __future__ import annotations
@@ -37,15 +37,32 @@ CASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("python -c pass", ()),
     ("azure.functions", ("azure.functions",)),
     ("function_app", ("function_app",)),
-    ("alert path: shared.api+alerts+storage", ("shared.api", "shared.alerts", "shared.storage")),
+    (
+        "alert path: shared.service.api+alerts+storage",
+        ("shared.service.api", "shared.service.alerts", "shared.service.storage"),
+    ),
     (
         "function_app + alert path",
-        ("function_app", "shared.api", "shared.alerts", "shared.storage", "shared.app"),
+        (
+            "function_app",
+            "shared.service.api",
+            "shared.service.alerts",
+            "shared.service.storage",
+            "shared.service.app",
+        ),
     ),
-    ("worker modules: shared.worker+remediate", ("shared.worker", "shared.remediate")),
+    (
+        "worker modules: shared.service.worker+remediate",
+        ("shared.service.worker", "shared.remediation.remediate"),
+    ),
     (
         "worker + SDKs: +azure.mgmt.network+identity",
-        ("shared.worker", "shared.remediate", "azure.mgmt.network", "azure.identity"),
+        (
+            "shared.service.worker",
+            "shared.remediation.remediate",
+            "azure.mgmt.network",
+            "azure.identity",
+        ),
     ),
 )
 _CHILD = """

@@ -187,10 +187,10 @@ def rows(results: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 def _diagnose_once(payload: dict[str, Any]) -> dict[str, Any]:
-    from shared.diagnosis import diagnose, probe_requests, route_hosts
-    from shared.gateway import parse_gateway
-    from shared.health import parse_backend_health
-    from shared.tls_probe import ProbeErrorKind, capture_all
+    from shared.core.diagnosis import diagnose, probe_requests, route_hosts
+    from shared.core.gateway import parse_gateway
+    from shared.core.health import parse_backend_health
+    from shared.probe.tls import ProbeErrorKind, capture_all
 
     started = time.perf_counter()
     gw = parse_gateway(payload["doc"])
@@ -216,8 +216,8 @@ def _diagnose_once(payload: dict[str, Any]) -> dict[str, Any]:
 
 def child_main(path: Path) -> None:
     # Imported before the baseline, so the RSS delta is the work's, not the imports'.
-    import shared.diagnosis
-    import shared.tls_probe  # noqa: F401
+    import shared.core.diagnosis
+    import shared.probe.tls  # noqa: F401
 
     payload = json.loads(path.read_text(encoding="utf-8"))
     baseline = maxrss_kib()

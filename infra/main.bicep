@@ -104,13 +104,14 @@ var keyVaultName = last(split(keyVaultId, '/'))
 var keyVaultUrl = empty(keyVaultId) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
 var assignableScopes = empty(roleAssignableScopes) ? [subscription().id] : roleAssignableScopes
 
-// Every setting shared/settings.py reads with consumer "bot" (tests/infra enforces it). Values
+// Every setting shared/common/settings.py reads with consumer "bot" (tests/infra enforces it). Values
 // are the registry defaults except where Azure decides them; platform settings (storage
 // identity, AZURE_CLIENT_ID, App Insights, the webhook secret) are added in functionapp.bicep.
 var botSettings = {
   ARM_ENDPOINT: environment().resourceManager
   AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
   KEY_VAULT_URL: keyVaultUrl
+  KEY_VAULT_VERIFY_CHALLENGE_RESOURCE: 'true'
   REMEDIATION_MODE: remediationMode
   REMEDIATION_KILL_SWITCH: string(killSwitch)
   ALLOWED_SCOPES: join(gatewayIds, ',')
@@ -125,6 +126,8 @@ var botSettings = {
   LRO_TIMEOUT_SECONDS: '900'
   VERIFY_DEADLINE_SECONDS: '600'
   WRITE_ATTEMPTS: '5'
+  WRITE_BACKOFF_SECONDS: '2'
+  VERIFY_POLL_MIN_SECONDS: '1'
   ARM_POLLING_INTERVAL: '10'
   NOTIFY_WEBHOOK_FORMAT: notifyWebhookFormat
   // The app's files are read-only in Azure; the CLI's local stores go to a temporary directory.

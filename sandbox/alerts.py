@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.ids import parse_gateway_id
+from shared.common.ids import parse_gateway_id
 
 
 def common_alert(

@@ -11,7 +11,7 @@ without a valid bearer token gets 401 with `WWW-Authenticate: Bearer authorizati
 <tenant>", resource="https://vault.azure.net"`; the client then asks its credential (the sandbox
 managed-identity endpoint, functions-and-alerts.md §6) for a token for that resource and retries.
 The vault listens on 127.0.0.1, not *.vault.azure.net, so clients must pass
-`verify_challenge_resource=False` (shared/service.py does for such hosts).
+`verify_challenge_resource=False`: the env file sets KEY_VAULT_VERIFY_CHALLENGE_RESOURCE=false.
 
 Each certificate has one version, derived from its SHA-1 (32 hex digits, as Key Vault's are).
 """

@@ -167,6 +167,8 @@ def _start(
     vault = _start_keyvault(s, certs, arm_tls, issuer, stops)
     if vault is not None:
         env[KEY_VAULT_KEY] = vault.url
+        # The emulator answers on 127.0.0.1, not a vault domain (shared.cloud.keyvault).
+        env["KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"] = "false"
     for key, value in render_bot_settings(s, certs, endpoints).items():
         env.setdefault(key, value)  # the scenario cannot redirect the sandbox's own keys
     handle = SandboxHandle(env, s, workdir, certs, servers, gateways, arm, vault)

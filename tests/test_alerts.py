@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shared.alerts import MAX_ALERT_BYTES, BackendHint, parse_alert
-from shared.errors import InputError
+from shared.common.errors import InputError
+from shared.service.alerts import MAX_ALERT_BYTES, BackendHint, parse_alert
 
 SUB = "11111111-2222-3333-4444-555555555555"
 GATEWAY = (

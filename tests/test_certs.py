@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from shared.certs import (
+from shared.common.errors import InputError
+from shared.core.certs import (
     CertInfo,
     cert_info,
     der_from_arm_data,
@@ -28,7 +29,6 @@ from shared.certs import (
     to_arm_data,
     to_pem,
 )
-from shared.errors import InputError
 
 Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -13,8 +13,8 @@ import test_tls_probe
 from test_diagnosis import seed_v1
 from test_tls_probe import Pki, TlsServer
 
-from shared.certs import load_certificates
-from shared.cli import COMMANDS, main
+from shared.cli.main import COMMANDS, main
+from shared.core.certs import load_certificates
 
 # Shared loopback TLS fixtures (tests/test_tls_probe.py).
 pki = test_tls_probe.pki

@@ -198,7 +198,7 @@ def test_rollback_command_restores_the_document(v1: SandboxHandle, tmp_path: Pat
 
 
 def _change_id(tmp_path: Path, gid: str) -> str:
-    from shared.changelog import LocalChangeLog
+    from shared.remediation.changelog import LocalChangeLog
 
     records = LocalChangeLog(tmp_path / "state").for_gateway(gid)
     assert [r.kind for r in records] == ["apply"]
@@ -239,7 +239,7 @@ def test_unknown_mode_is_refused_by_the_parser(v1: SandboxHandle, tmp_path: Path
 def test_a_gateway_locked_by_another_process_is_not_written(
     v1: SandboxHandle, tmp_path: Path
 ) -> None:
-    from shared.lease import LocalGatewayLock
+    from shared.service.lease import LocalGatewayLock
 
     lock = LocalGatewayLock(tmp_path / "state", v1.gateway_ids[0])
     lock.acquire()

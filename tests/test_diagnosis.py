@@ -9,7 +9,7 @@ import pytest
 import test_tls_probe
 from test_tls_probe import NOW, Cert, Pki, TlsServer
 
-from shared.diagnosis import (
+from shared.core.diagnosis import (
     ALT_FQDN,
     ALT_USE_FOR_APP_SERVICE,
     ALT_WILDCARD,
@@ -23,9 +23,9 @@ from shared.diagnosis import (
     probe_requests,
     route_hosts,
 )
-from shared.gateway import parse_gateway
-from shared.health import parse_backend_health
-from shared.tls_probe import capture_all
+from shared.core.gateway import parse_gateway
+from shared.core.health import parse_backend_health
+from shared.probe.tls import capture_all
 
 GW = (
     "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg-ase"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InputError
-from shared.gateway import (
+from shared.common.errors import InputError
+from shared.core.gateway import (
     BackendAddress,
     Generation,
     generation_of,
@@ -18,8 +18,7 @@ from shared.gateway import (
     unwrap_example,
 )
 
-# Microsoft's examples live beside the project, in ../shared/reference (see DEVELOPERS guide).
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "arm-examples"  # see tests/data/SOURCES.md
 DATA = Path(__file__).parent / "data"
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000000"
 GW = f"{SUB}/resourceGroups/rg1/providers/Microsoft.Network/applicationGateways/appgw"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InputError
-from shared.health import (
+from shared.common.errors import InputError
+from shared.core.health import (
     HealthState,
     ProbeLogKind,
     ServerHealth,
@@ -19,8 +19,7 @@ from shared.health import (
     parse_backend_health,
 )
 
-# Microsoft's examples live beside the project, in ../shared/reference (see DEVELOPERS guide).
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "arm-examples"  # see tests/data/SOURCES.md
 DATA = Path(__file__).parent / "data"
 GW = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1"
@@ -357,7 +356,7 @@ def test_cli_form() -> None:
 
 
 def test_lower_cased_ids_match_the_gateway() -> None:
-    from shared.gateway import parse_gateway
+    from shared.core.gateway import parse_gateway
 
     gw = parse_gateway(_load(DATA / "cli_gateway_v1.json"))
     servers = parse_backend_health(_load(DATA / "lowercase_ids_backend_health.json"))

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from shared.notify import EVENTS, format_message, make_event, notify, send
-from shared.settings import NotifyFormat
+from shared.common.settings import NotifyFormat
+from shared.service.notify import EVENTS, format_message, make_event, notify, send
 
 GID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ase"

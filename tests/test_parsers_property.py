@@ -17,14 +17,13 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.certs import cert_info, load_certificates, to_pem
-from shared.errors import InputError
-from shared.gateway import Gateway, parse_gateway, unwrap_example
-from shared.health import ProbeLogKind, ServerHealth, classify_probe_log, parse_backend_health
-from shared.tls_target import TlsTarget, alternate_sni, gateway_target
+from shared.common.errors import InputError
+from shared.core.certs import cert_info, load_certificates, to_pem
+from shared.core.gateway import Gateway, parse_gateway, unwrap_example
+from shared.core.health import ProbeLogKind, ServerHealth, classify_probe_log, parse_backend_health
+from shared.core.tls_target import TlsTarget, alternate_sni, gateway_target
 
-# Microsoft's examples live beside the project, in ../shared/reference (see DEVELOPERS guide).
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "arm-examples"  # see tests/data/SOURCES.md
 DATA = Path(__file__).parent / "data"
 MODEST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.diagnosis import (
+from shared.core.diagnosis import (
     Cause,
     Diagnosis,
     Finding,
@@ -20,7 +20,7 @@ from shared.diagnosis import (
     FixCertificate,
     GatewaySummary,
 )
-from shared.plan import (
+from shared.remediation.plan import (
     AUTH_CERTS,
     CERT_NAME_PREFIX,
     TRUSTED_ROOTS,
@@ -39,10 +39,9 @@ SUB = "00000000-0000-0000-0000-000000000000"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-ase"
 V1_ID = f"{RG}/providers/Microsoft.Network/applicationGateways/agw-v1"
 V2_ID = f"{RG}/providers/Microsoft.Network/applicationGateways/agw-v2"
-# Microsoft's published example, kept next to the project (../shared/reference/arm-examples).
+# Microsoft's published example (tests/data/SOURCES.md).
 EXAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared/reference/arm-examples/ApplicationGatewayCreate.json"
+    Path(__file__).resolve().parent / "data" / "arm-examples" / "ApplicationGatewayCreate.json"
 )
 
 

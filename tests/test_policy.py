@@ -7,11 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.diagnosis import FixAction
-from shared.errors import OutOfScopeError
-from shared.policy import Change, Decision, Guards, Outcome, check_scope, decide, effective_mode
-from shared.settings import Mode, Settings, load_settings
-from shared.trust import TrustResult
+from shared.common.errors import OutOfScopeError
+from shared.common.settings import Mode, Settings, load_settings
+from shared.core.diagnosis import FixAction
+from shared.remediation.policy import (
+    Change,
+    Decision,
+    Guards,
+    Outcome,
+    check_scope,
+    decide,
+    effective_mode,
+)
+from shared.remediation.trust import TrustResult
 
 SUB = "11111111-1111-1111-1111-111111111111"
 GW = (

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from shared.diagnosis import Fix, FixAction, FixCertificate
-from shared.plan import apply_plan, plan_for_fix
-from shared.proposals import (
+from shared.core.diagnosis import Fix, FixAction, FixCertificate
+from shared.remediation.plan import apply_plan, plan_for_fix
+from shared.remediation.proposals import (
     DRAINING_WARNING,
     ApprovalError,
     LocalProposalStore,

@@ -31,8 +31,8 @@ from test_remediate_sandbox import (
 )
 
 from sandbox.runtime import SandboxHandle
-from shared.plan import certificate_name
-from shared.remediate import Remediator
+from shared.remediation.plan import certificate_name
+from shared.remediation.remediate import Remediator
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 

@@ -2,7 +2,7 @@
 azure-mgmt-network) against the local ARM emulator, with real TLS backends.
 
 Every test starts a sandbox scenario (docs/sandbox.md), builds the CLI's Remediator
-(`shared.service.local_remediator`) from the environment the sandbox sets, and checks what
+(`shared.cli.wiring.local_remediator`) from the environment the sandbox sets, and checks what
 reached the emulator: the ARM requests it served (`GET {SANDBOX_CONTROL_URL}/requests`) and the
 stored gateway document (`handle.arm.gateway_document`, hidden certificate `data` included).
 The helpers here are shared with test_remediate_faults.py and test_cli_fix.py.
@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 from sandbox.runtime import SandboxHandle
-from shared.arm import ArmClient
-from shared.ids import parse_gateway_id
-from shared.plan import AUTH_CERTS, TRUSTED_ROOTS, certificate_name
-from shared.proposals import ApprovalError
-from shared.remediate import Remediator
-from shared.service import local_remediator
-from shared.settings import load_settings
+from shared.cli.wiring import local_remediator
+from shared.cloud.arm import ArmClient
+from shared.common.ids import parse_gateway_id
+from shared.common.settings import load_settings
+from shared.remediation.plan import AUTH_CERTS, TRUSTED_ROOTS, certificate_name
+from shared.remediation.proposals import ApprovalError
+from shared.remediation.remediate import Remediator
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
@@ -372,7 +372,7 @@ def test_a_tag_cannot_raise_a_global_propose(
 def test_tags_and_requests_lower_the_mode(
     sandbox_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.settings import Mode
+    from shared.common.settings import Mode
 
     def edit(data: dict[str, Any]) -> None:
         data["name"] = "tag-propose"

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.diagnosis import Fix, FixAction, FixCertificate
-from shared.errors import ResourceIdError
-from shared.plan import apply_plan, plan_for_fix, revert_plan
-from shared.render import (
+from shared.common.errors import ResourceIdError
+from shared.core.diagnosis import Fix, FixAction, FixCertificate
+from shared.remediation.plan import apply_plan, plan_for_fix, revert_plan
+from shared.remediation.render import (
     az_commands,
     az_rollback_commands,
     bicep_fragment,

@@ -8,8 +8,8 @@ import test_tls_probe
 from test_diagnosis import HOST, V2_INTERMEDIATE, ilb, run, seed_v1, v2_doc, v2_health
 from test_tls_probe import Pki, TlsServer
 
-from shared.diagnosis import Diagnosis, GatewaySummary
-from shared.report import to_json, to_text
+from shared.core.diagnosis import Diagnosis, GatewaySummary
+from shared.core.report import to_json, to_text
 
 FINDING_KEYS = {
     "pool",

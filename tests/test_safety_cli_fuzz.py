@@ -1,9 +1,9 @@
-"""Safety suite (issue #7): hostile input to the operator CLI, in process (`shared.cli.main`).
+"""Safety suite (issue #7): hostile input to the operator CLI, in process (`shared.cli.main.main`).
 
 Fuzzed gateway and health files for `diagnose`, fuzzed `export-cert` arguments (loopback only) and
 odd `fix --gateway-id` values against a sandbox: the exit code is 0 or 2 with one `error:` line,
 never 1 ("unexpected") and never a traceback, and no gateway is written (no PUT reaches the ARM
-emulator). Input shapes: shared/reference/arm-examples/ (ApplicationGatewayGet.json,
+emulator). Input shapes: tests/data/arm-examples/ (ApplicationGatewayGet.json,
 ApplicationGatewayBackendHealthGet.json).
 """
 
@@ -23,8 +23,8 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import shared.cli_remediate  # noqa: F401 - registers fix, as `python -m shared` does
-from shared.cli import main
+import shared.cli.remediate  # noqa: F401 - registers fix, as `python -m shared` does
+from shared.cli.main import main
 
 pytestmark = [pytest.mark.safety]
 
@@ -34,7 +34,7 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "arm-examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "arm-examples"  # see tests/data/SOURCES.md
 GATEWAY = json.loads((EXAMPLES / "ApplicationGatewayGet.json").read_text())["responses"]["200"][
     "body"
 ]

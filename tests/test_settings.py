@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import SettingsError
-from shared.settings import PUBLIC_ARM_ENDPOINT, SETTINGS, Mode, NotifyFormat, load_settings
+from shared.common.errors import SettingsError
+from shared.common.settings import PUBLIC_ARM_ENDPOINT, SETTINGS, Mode, NotifyFormat, load_settings
 
 
 def test_defaults_are_safe() -> None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.tls_probe import ProbeErrorKind, capture, capture_all
+from shared.probe.tls import ProbeErrorKind, capture, capture_all
 
 UTC = dt.UTC
 VALID_FROM = dt.datetime(2024, 1, 1, tzinfo=UTC)

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from shared.gateway import BackendAddress, Gateway, parse_gateway
-from shared.tls_target import alternate_sni, gateway_target
+from shared.core.gateway import BackendAddress, Gateway, parse_gateway
+from shared.core.tls_target import alternate_sni, gateway_target
 
 GW = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/applicationGateways/gw"
 DATA = Path(__file__).parent / "data"

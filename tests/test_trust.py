@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.diagnosis import Fix, FixAction, FixCertificate
-from shared.gateway import Generation
-from shared.trust import check_certificate, fetch_trusted_certificates
+from shared.cloud.keyvault import fetch_trusted_certificates
+from shared.core.diagnosis import Fix, FixAction, FixCertificate
+from shared.core.gateway import Generation
+from shared.remediation.trust import check_certificate
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.verify import DEFAULT_PROBE_INTERVAL, poll_interval
+from shared.remediation.verify import DEFAULT_PROBE_INTERVAL, poll_interval
 
 
 def _doc(*intervals: object) -> dict[str, object]:

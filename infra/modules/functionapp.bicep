@@ -30,7 +30,7 @@ param appInsightsName string
 @description('Integration subnet id (delegated to Microsoft.App/environments).')
 param subnetId string
 
-@description('Settings the bot reads (shared/settings.py), name to value; built in main.bicep.')
+@description('Settings the bot reads (shared/common/settings.py), name to value; built in main.bicep.')
 param botSettings object
 
 @description('Webhook for proposals and outcomes (NOTIFY_WEBHOOK_URL); a secret because the URL carries its credential.')

@@ -3,7 +3,7 @@
 // join/assign action on each linked resource; granting it on that resource alone keeps the bot
 // from joining anything else to it.
 
-@description('Kind of linked resource (a key of shared/arm.py LINKED_RESOURCE_ACTIONS).')
+@description('Kind of linked resource (a key of shared/cloud/arm.py LINKED_RESOURCE_ACTIONS).')
 @allowed([
   'subnet'
   'public_ip'

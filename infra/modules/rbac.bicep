@@ -1,6 +1,6 @@
 // Least privilege for the bot's identity. Deployed at subscription scope because custom role
 // definitions live there. What the bot may do comes from the ARM calls it makes
-// (shared/arm.py ARM_ACTIONS and LINKED_RESOURCE_ACTIONS); tests/infra/test_templates.py fails
+// (shared/cloud/arm.py ARM_ACTIONS and LINKED_RESOURCE_ACTIONS); tests/infra/test_templates.py fails
 // when a call is added there without its action here, or an action here has no call.
 //
 // - a custom role on each target gateway: read/write gateways, backend health (cached and on
@@ -48,7 +48,7 @@ var gatewayActions = [
   'Microsoft.Network/locations/operationResults/read'
 ]
 
-// Kind names are the keys of shared/arm.py LINKED_RESOURCE_ACTIONS.
+// Kind names are the keys of shared/cloud/arm.py LINKED_RESOURCE_ACTIONS.
 var subnetIds = filter(linkedResourceIds, id => contains(toLower(id), '/subnets/'))
 var publicIpIds = filter(linkedResourceIds, id => contains(toLower(id), '/publicipaddresses/'))
 var wafPolicyIds = filter(linkedResourceIds, id => contains(toLower(id), '/applicationgatewaywebapplicationfirewallpolicies/'))

@@ -23,7 +23,7 @@ param networkDefaultAction string = 'Deny'
 @description('Blob container Flex Consumption deploys the app package into.')
 param deploymentContainerName string
 
-// Names are the defaults in shared/settings.py (JOBS_QUEUE, LEDGER_TABLE, EVIDENCE_CONTAINER,
+// Names are the defaults in shared/common/settings.py (JOBS_QUEUE, LEDGER_TABLE, EVIDENCE_CONTAINER,
 // LOCK_CONTAINER); the poison queue is the one the Functions host moves failed messages to.
 @description('Queue of remediation jobs (JOBS_QUEUE).')
 param jobsQueueName string = 'remediation-jobs'

@@ -29,9 +29,9 @@ import function_app  # noqa: E402
 from sandbox.azurite import AzuriteHandle, start_azurite  # noqa: E402
 from sandbox.funcrunner import REPO_ROOT, FunctionRunner  # noqa: E402
 from sandbox.runtime import SandboxHandle  # noqa: E402
-from shared.health import HealthState, parse_backend_health  # noqa: E402
-from shared.ids import parse_gateway_id  # noqa: E402
-from shared.storage import Storage, StorageNames  # noqa: E402
+from shared.common.ids import parse_gateway_id  # noqa: E402
+from shared.core.health import HealthState, parse_backend_health  # noqa: E402
+from shared.service.storage import Storage, StorageNames  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -184,7 +184,7 @@ class BotApp:
         assert reply.status == 200, reply.body
 
     def rows(self, partition: str) -> list[dict[str, Any]]:
-        """Ledger rows of one kind ("job", "alert", "active"); see shared/storage.py."""
+        """Ledger rows of one kind ("job", "alert", "active"); see shared/service/storage.py."""
         self.storage.ensure()
         table = self.storage.table_service.get_table_client(self.storage.names.ledger_table)
         return list(table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}))
@@ -209,7 +209,7 @@ class BotApp:
         or "absent" when no job ever took the lease."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.lease import lock_name
+        from shared.service.lease import lock_name
 
         container = self.storage.container(self.storage.names.lock_container)
         blob = container.get_blob_client(lock_name(gateway_id or self.gateway_id))
@@ -220,13 +220,13 @@ class BotApp:
 
     def context(self) -> Any:
         """The AppContext the runner's functions use (built from the same os.environ)."""
-        from shared.app import get_context
+        from shared.service.app import get_context
 
         return get_context()
 
     def health(self) -> list[HealthState]:
-        from shared.arm import ArmClient
-        from shared.settings import load_settings
+        from shared.cloud.arm import ArmClient
+        from shared.common.settings import load_settings
 
         arm = ArmClient(load_settings(self.env))
         raw = arm.backend_health(parse_gateway_id(self.gateway_id))

@@ -26,7 +26,7 @@ print(json.dumps({
     for f in app.get_functions()
 }))
 """
-# App settings that change the bindings: left out, so the defaults of shared/settings.py apply.
+# App settings that change the bindings: left out, so shared/common/settings.py's defaults apply.
 _BINDING_SETTINGS = ("JOBS_QUEUE", "SWEEP_SCHEDULE")
 
 
@@ -105,7 +105,9 @@ def test_the_routes_resolve_as_the_host_would() -> None:
     "name, queue", [("worker", "remediation-jobs"), ("poison", "remediation-jobs-poison")]
 )
 def test_queue_triggers(bindings: dict[str, list[dict[str, Any]]], name: str, queue: str) -> None:
-    [trigger] = bindings[name]  # no output bindings: the worker writes through shared.storage
+    [trigger] = bindings[
+        name
+    ]  # no output bindings: the worker writes through shared.service.storage
     assert trigger["type"] == "queueTrigger" and trigger["direction"] == "IN"
     assert trigger["queueName"] == queue
     assert trigger["connection"] == "AzureWebJobsStorage"

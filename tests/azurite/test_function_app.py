@@ -16,7 +16,7 @@ from typing import Any
 
 from sandbox.alerts import common_alert
 from sandbox.azurite import start_azurite
-from shared.health import HealthState
+from shared.core.health import HealthState
 
 from .conftest import KEY, WAIT, Factory, Reply, http
 
@@ -45,7 +45,7 @@ def test_alert_end_to_end_applies_and_verifies(bot_app: Factory) -> None:
     decisions = [d for d in app.storage.list_decisions(app.gateway_id) if d.job_id == job_id]
     # "seen" is written by the HTTP side, the rest by the worker, in this order.
     by_what = {d.what: d for d in decisions}
-    # "writing" is the worker's write-ahead row, recorded before the PUT (shared/worker.py).
+    # "writing" is the worker's write-ahead row, recorded before the PUT (shared/service/worker.py).
     assert [d.what for d in decisions if d.what != "seen"] == [
         "writing",
         "changed",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobLeaseClient
 
-from shared.lease import GatewayLease, LeaseUnavailable, LocalGatewayLock, lock_name
-from shared.storage import Storage
+from shared.service.lease import GatewayLease, LeaseUnavailable, LocalGatewayLock, lock_name
+from shared.service.storage import Storage
 
 GW = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/applicationGateways/agw1"
 OTHER = GW.replace("agw1", "agw2")

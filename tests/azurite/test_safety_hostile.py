@@ -4,7 +4,7 @@ is written; a backend presenting a certificate the trusted source does not vouch
 not applied; addresses in request bodies are never connected to.
 
 Alert schema and limits: reference functions-and-alerts.md §1 (common schema, 256 KB cap, §1.4
-legacy payloads refused); ARM ids compare case-insensitively (appgw-backend-tls.md, shared/ids.py).
+legacy payloads refused); ARM ids compare case-insensitively (shared/common/ids.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from sandbox.alerts import common_alert
 from sandbox.funcrunner import REPO_ROOT
-from shared.ids import parse_gateway_id
+from shared.common.ids import parse_gateway_id
 
 from .conftest import BotApp, Factory, Reply
 

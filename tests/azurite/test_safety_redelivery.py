@@ -22,9 +22,9 @@ from azure.storage.blob import BlobLeaseClient
 
 from sandbox.alerts import common_alert
 from sandbox.azurite import start_azurite
-from shared import lease as lease_module
-from shared.health import HealthState
-from shared.storage import StorageUnavailable
+from shared.core.health import HealthState
+from shared.service import lease as lease_module
+from shared.service.storage import StorageUnavailable
 
 from .conftest import WAIT, BotApp, Factory
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sandbox.alerts import common_alert
-from shared.plan import certificate_name
+from shared.remediation.plan import certificate_name
 
 from .conftest import BotApp, Factory
 

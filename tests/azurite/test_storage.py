@@ -1,4 +1,4 @@
-"""shared.storage against real Azurite: ledger, job coalescing, queue, evidence, outages."""
+"""shared.service.storage against real Azurite: ledger, job coalescing, queue, evidence, outages."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from sandbox.azurite import start_azurite
-from shared.alerts import parse_alert
-from shared.errors import BotError, SettingsError
-from shared.proposals import Proposal, ProposalConflict, ProposalNotFound
-from shared.proposals_blob import BlobProposalStore
-from shared.storage import (
+from shared.common.errors import BotError, SettingsError
+from shared.remediation.proposals import Proposal, ProposalConflict, ProposalNotFound
+from shared.service.alerts import parse_alert
+from shared.service.proposals_blob import BlobProposalStore
+from shared.service.storage import (
     EvidenceNotFound,
     JobState,
     JobStateError,

@@ -1,8 +1,8 @@
 """The Bicep deployment in infra/, checked without the Bicep CLI (issue 6).
 
 The templates are parsed with pycep-parser (infra/checks.py) and their security-relevant parts
-compared with what the bot's code needs: the custom roles with shared/arm.py, the app settings
-with shared/settings.py. checkov runs on infra/ as the policy check.
+compared with what the bot's code needs: the custom roles with shared/cloud/arm.py, the app settings
+with shared/common/settings.py. checkov runs on infra/ as the policy check.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import infra_checks as checks  # loaded from infra/checks.py by conftest.py
 import pytest
 
-from shared.arm import ARM_ACTIONS, LINKED_RESOURCE_ACTIONS
-from shared.settings import SETTINGS
+from shared.cloud.arm import ARM_ACTIONS, LINKED_RESOURCE_ACTIONS
+from shared.common.settings import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"

@@ -1,4 +1,4 @@
-"""Microsoft's ARM examples (shared/reference/arm-examples/) load into the emulator as seeds and
+"""Microsoft's ARM examples (tests/data/arm-examples/) load into the emulator as seeds and
 come back through azure-mgmt-network without loss (SOURCES.md lists their oddities)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sandbox.arm import ArmEmulator
 
 pytestmark = pytest.mark.sandbox
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "arm-examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "arm-examples"  # tests/data/SOURCES.md
 SUB = "00000000-0000-0000-0000-000000000000"
 TOKEN = "examples-token"
 HIDDEN = {"authenticationCertificates", "trustedRootCertificates"}  # `data` not on GET (ref §3)

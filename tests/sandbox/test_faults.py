@@ -304,8 +304,8 @@ def test_conflict_refuses_the_put(sandbox: Sandbox, outcome: str, status: int, c
 
 
 def test_conflict_superseded_cancels_without_committing(sandbox: Sandbox) -> None:
-    from shared.arm import to_arm_error
-    from shared.retry import Verdict, decide_retry
+    from shared.cloud.arm import to_arm_error
+    from shared.remediation.retry import Verdict, decide_retry
 
     ops = sandbox.ops(retry_total=0)
     before = sandbox.stored()

@@ -137,9 +137,9 @@ def test_sdk_refuses_a_non_vault_host_unless_told(handle: SandboxHandle) -> None
 
 
 def test_the_bots_trusted_source_reads_the_sandbox_vault(handle: SandboxHandle) -> None:
-    from shared.arm import make_credential
-    from shared.service import trusted_source
-    from shared.settings import load_settings
+    from shared.cloud.arm import make_credential
+    from shared.cloud.keyvault import trusted_source
+    from shared.common.settings import load_settings
 
     settings = load_settings(handle.env)
     fetch = trusted_source(settings, make_credential(settings))

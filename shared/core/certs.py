@@ -1,0 +1,271 @@
+"""Certificates as evidence: thumbprints, names, validity, flags; Base-64 CER export.
+
+CONTRACT (types are fixed; functions are implemented by the diagnosis work).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from shared.common.errors import InputError
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    der: bytes
+    sha1: str  # uppercase hex of SHA-1 over the DER, as Azure shows thumbprints
+    sha256: str  # uppercase hex of SHA-256 over the DER
+    subject: str  # RFC 4514 string
+    issuer: str
+    sans: tuple[str, ...]  # DNS names and IP addresses, in certificate order
+    not_before: datetime  # timezone-aware UTC
+    not_after: datetime
+    self_signed: bool  # subject == issuer and the signature verifies with its own key
+    is_ca: bool  # basicConstraints CA:TRUE
+    public_key_sha256: str  # uppercase hex of SHA-256 over the SubjectPublicKeyInfo DER
+    common_name: str | None = None
+
+
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----(.*?)"
+    r"-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
+    re.DOTALL,
+)
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
+_MAX_INPUT = 4 * 1024 * 1024  # certificates are kilobytes; refuse to chew on anything huge
+# What cryptography raises for malformed or unusual certificates (not all are ValueErrors).
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+)
+
+
+def cert_info(der: bytes) -> CertInfo:
+    """Evidence for one DER certificate; InputError when the bytes are not a certificate."""
+    cert = _load_der(der)
+    if cert is None:
+        raise InputError("not an X.509 certificate (DER)")
+    try:
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return CertInfo(
+            der=bytes(der),
+            sha1=hashlib.sha1(der).hexdigest().upper(),  # noqa: S324 - Azure's thumbprint format
+            sha256=hashlib.sha256(der).hexdigest().upper(),
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            sans=_sans(cert),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            self_signed=_self_signed(cert),
+            is_ca=_is_ca(cert),
+            public_key_sha256=hashlib.sha256(spki).hexdigest().upper(),
+            common_name=_common_name(cert),
+        )
+    except _PARSE_ERRORS as exc:
+        raise InputError(f"certificate cannot be read: {exc}") from None
+
+
+def load_certificates(data: bytes | str) -> list[bytes]:
+    """Every certificate in PEM, DER, base64 DER, base64 PEM or UTF-16 PEM input, as DER."""
+    if not isinstance(data, bytes | str) or len(data) > _MAX_INPUT:
+        raise InputError("no certificate found: unsupported or oversized input")
+    found = _decode(data, depth=0)
+    if not found:
+        raise InputError("no certificate found (expected PEM, DER or base64)")
+    return found
+
+
+def der_from_arm_data(data: str) -> bytes:
+    """DER of the (first) certificate in what ARM's `data` may hold (see peers.md, ulkeba)."""
+    return load_certificates(data)[0]
+
+
+def to_pem(der: bytes) -> str:
+    """Base-64 encoded X.509 (.CER): the format Azure asks for (reference §3)."""
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+
+def to_arm_data(der: bytes) -> str:
+    """base64(DER) without newlines, as PowerShell sends it (reference §3, "Encoding of data")."""
+    return base64.b64encode(der).decode("ascii")
+
+
+def matches_host(info: CertInfo, host: str) -> bool:
+    """RFC 6125 name check: DNS SANs when any exists, else the CN; IP hosts match IP SANs only."""
+    wanted = _host(host)
+    if not wanted:
+        return False
+    ip = _ip(wanted)
+    if ip is not None:
+        return any(_ip(san) == ip for san in info.sans)
+    dns_sans = [san for san in info.sans if _ip(san) is None]
+    # Reference §2.3: "if a SAN exists the SNI verification is done only against that field".
+    names = dns_sans if dns_sans else [info.common_name] if info.common_name else []
+    return any(_dns_match(_host(name), wanted) for name in names)
+
+
+def is_valid_at(info: CertInfo, when: datetime) -> bool:
+    moment = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return info.not_before <= moment <= info.not_after
+
+
+def same_public_key(a: CertInfo, b: CertInfo) -> bool:
+    """v1 allow-lists by public key (reference §3), so a re-issued leaf may still match."""
+    return a.public_key_sha256 == b.public_key_sha256
+
+
+def evidence(info: CertInfo) -> dict[str, Any]:
+    """JSON-ready facts about one certificate."""
+    return {
+        "sha1": info.sha1,
+        "sha256": info.sha256,
+        "subject": info.subject,
+        "issuer": info.issuer,
+        "common_name": info.common_name,
+        "sans": list(info.sans),
+        "not_before": iso_z(info.not_before),
+        "not_after": iso_z(info.not_after),
+        "self_signed": info.self_signed,
+        "is_ca": info.is_ca,
+        "public_key_sha256": info.public_key_sha256,
+    }
+
+
+def iso_z(when: datetime) -> str:
+    """ISO 8601 in UTC with a Z suffix, to the second."""
+    moment = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- parsing helpers ----
+
+
+def _load_der(der: bytes) -> x509.Certificate | None:
+    try:
+        return x509.load_der_x509_certificate(bytes(der))
+    except _PARSE_ERRORS:
+        return None
+
+
+def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    names: list[str] = []
+    for general_name in ext.value:
+        if isinstance(general_name, x509.DNSName):
+            names.append(general_name.value)
+        elif isinstance(general_name, x509.IPAddress):
+            names.append(str(general_name.value))
+    return tuple(names)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Subject equals issuer and the signature verifies with the certificate's own key."""
+    if cert.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (*_PARSE_ERRORS, InvalidSignature):
+        return False
+    return True
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not values:
+        return None
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", errors="replace")
+
+
+def _decode(data: bytes | str, depth: int) -> list[bytes]:
+    """Try every encoding the `data` field has been seen in; recurse once through base64."""
+    if depth > 2:
+        return []
+    if isinstance(data, bytes):
+        if _load_der(data) is not None:
+            return [data]
+        text = _bytes_to_text(data)
+    else:
+        text = data
+    blocks = _PEM_BLOCK.findall(text)
+    if blocks:
+        ders = (_b64(block) for block in blocks)
+        return [d for d in ders if d is not None and _load_der(d) is not None]
+    decoded = _b64(text)
+    return _decode(decoded, depth + 1) if decoded else []
+
+
+def _bytes_to_text(data: bytes) -> str:
+    # UTF-16 PEM (with or without BOM) shows up as NUL bytes between ASCII characters.
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data.count(0) > len(data) // 4:
+        for codec in ("utf-16", "utf-16-le", "utf-16-be"):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                continue
+            if "CERTIFICATE" in text or not _NOT_BASE64.search(re.sub(r"\s", "", text)):
+                return text
+    return data.decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def _b64(text: str) -> bytes | None:
+    """Strict base64 after dropping whitespace (doubled CRLFs included); None if it is not."""
+    compact = re.sub(r"\s", "", text)
+    if not compact or _NOT_BASE64.search(compact):
+        return None
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _host(name: str | None) -> str:
+    return (name or "").strip().rstrip(".").lower()
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _dns_match(pattern: str, host: str) -> bool:
+    """Exact match, or a wildcard that is the whole left-most label and covers one label."""
+    if not pattern or not host:
+        return False
+    if not pattern.startswith("*."):
+        return pattern == host
+    suffix = pattern[2:]
+    # "*.com" style wildcards are refused: the rest must itself have two labels.
+    if "*" in suffix or suffix.count(".") < 1:
+        return False
+    label, _, rest = host.partition(".")
+    return bool(label) and rest == suffix

@@ -1,0 +1,132 @@
+"""A finding's JSON evidence, its alternatives to the proposed fix and its warnings.
+
+Pure: reads the facts and the verdict (`shared.core.verdict`), decides nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.core.capture import TlsCapture
+from shared.core.certs import evidence
+from shared.core.findings import Cause
+from shared.core.verdict import Facts, Ref, Verdict, refs
+
+# Reference §0.1 / peers.md §0.2.
+V1_RETIREMENT_WARNING = (
+    "Application Gateway v1 (Standard/WAF) was retired on 2026-04-28: Microsoft stops and deletes "
+    "remaining v1 gateways; migrate to v2 (Standard_v2/WAF_v2)."
+)
+INFERRED_WARNING = (
+    "Azure hides authentication certificate data: verdict inferred from the probe log"
+)
+ROOT_INFERRED_WARNING = (
+    "Azure hides trusted root certificate data: verdict inferred from the probe log and the "
+    "presented chains, not compared with the referenced roots"
+)
+# Seed article alternatives (reference §3, peers.md §0.1), in the article's order of preference.
+ALT_FQDN = (
+    "Put the backend's FQDN (resolved by private DNS to the same address) in the backend pool "
+    "instead of the IP, so the gateway sends SNI and the backend presents the app certificate."
+)
+ALT_WILDCARD = (
+    "Use a wildcard certificate on the ILB (default certificate) and on the apps, so the same "
+    "certificate is presented with or without SNI."
+)
+ALT_USE_FOR_APP_SERVICE = (
+    'Clear "Use for App service" (pickHostNameFromBackendAddress) on these HTTP settings: the '
+    "pool holds the ILB IP, so the host name picked from it is the IP."
+)
+
+
+def _capture_json(cap: TlsCapture | None) -> dict[str, Any] | None:
+    if cap is None:
+        return None
+    return {
+        "address": cap.address,
+        "port": cap.port,
+        "sni": cap.sni,
+        "error": cap.error.value if cap.error else None,
+        "detail": cap.detail,
+        "chain": [evidence(c) for c in cap.chain],
+    }
+
+
+def _ref_json(r: Ref) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": r.ref.name, "id": r.ref.id, "data_known": r.info is not None}
+    if r.info is not None:
+        out |= {
+            "sha1": r.info.sha1,
+            "sha256": r.info.sha256,
+            "subject": r.info.subject,
+            "public_key_sha256": r.info.public_key_sha256,
+        }
+    if r.ref.key_vault_secret_id:
+        out["key_vault_secret_id"] = r.ref.key_vault_secret_id
+    return out
+
+
+def finding_alternatives(f: Facts, cause: Cause) -> tuple[str, ...]:
+    if cause not in {
+        Cause.DEFAULT_CERTIFICATE_WITHOUT_SNI,
+        Cause.CERTIFICATE_NOT_ALLOWLISTED,
+        Cause.TRUSTED_ROOT_MISMATCH,
+    }:
+        return ()
+    ip_member = f.unit.member is not None and f.unit.member.fqdn is None
+    no_sni = f.target is not None and f.target.sni is None
+    alts: list[str] = []
+    if ip_member and no_sni:
+        alts.append(ALT_FQDN)
+    if cause is Cause.DEFAULT_CERTIFICATE_WITHOUT_SNI:
+        alts.append(ALT_WILDCARD)
+    settings = f.unit.settings
+    if ip_member and settings is not None and settings.pick_host_name_from_backend_address:
+        alts.append(ALT_USE_FOR_APP_SERVICE)
+    return tuple(alts)
+
+
+def finding_warnings(f: Facts, verdict: Verdict) -> tuple[str, ...]:
+    warnings: list[str] = []
+    if f.v1:
+        warnings.append(V1_RETIREMENT_WARNING)
+    if verdict.inferred:
+        warnings.append(INFERRED_WARNING if f.v1 else ROOT_INFERRED_WARNING)
+    return tuple(warnings)
+
+
+def _allow_listed(f: Facts) -> dict[str, Any]:
+    settings = f.unit.settings
+    if settings is None:
+        return {"authentication_certificates": [], "trusted_root_certificates": []}
+    return {
+        "authentication_certificates": [
+            _ref_json(r) for r in refs(f.gw, settings, settings.authentication_certificate_ids)
+        ],
+        "trusted_root_certificates": [
+            _ref_json(r) for r in refs(f.gw, settings, settings.trusted_root_certificate_ids)
+        ],
+    }
+
+
+def finding_evidence(f: Facts, verdict: Verdict) -> dict[str, Any]:
+    target = None
+    if f.target is not None:
+        target = {
+            "address": f.target.address,
+            "port": f.target.port,
+            "sni": f.target.sni,
+            "host_header": f.target.host_header,
+            "validate_sni": f.target.validate_sni,
+            "validate_chain": f.target.validate_chain,
+            "reason": f.target.reason,
+        }
+    return {
+        "target": target,
+        "alternate_sni": f.alt_sni,
+        "captures": {"gateway": _capture_json(f.gw_cap), "alternative": _capture_json(f.alt_cap)},
+        "allow_listed": _allow_listed(f),
+        "probe_log_kind": f.kind.value,
+        "trust": verdict.trust,
+        "explanation": verdict.explanation,
+    }

@@ -1,0 +1,79 @@
+"""What a diagnosis says: causes, fixes and findings, the public result types.
+
+Re-exported by `shared.core.diagnosis` (their import path for callers); they live here, below the
+decision and evidence modules, so those can build them without importing the orchestration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Cause(StrEnum):
+    HEALTHY = "healthy"
+    DEFAULT_CERTIFICATE_WITHOUT_SNI = "default_certificate_without_sni"
+    CERTIFICATE_NOT_ALLOWLISTED = "certificate_not_allowlisted"
+    TRUSTED_ROOT_MISMATCH = "trusted_root_mismatch"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    BACKEND_UNREACHABLE = "backend_unreachable"
+    NOT_CERTIFICATE_RELATED = "not_certificate_related"
+    UNKNOWN = "unknown"
+
+
+class FixAction(StrEnum):
+    ADD_AUTHENTICATION_CERTIFICATE = "add_authentication_certificate"
+    ADD_TRUSTED_ROOT_CERTIFICATE = "add_trusted_root_certificate"
+    SET_BACKEND_HOST_NAME = "set_backend_host_name"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class FixCertificate:
+    sha1: str
+    sha256: str
+    cer: str  # PEM text ("Base-64 encoded X.509 .CER")
+    der_b64: str  # base64 of the DER: what ARM's `data` takes
+    subject: str
+    not_after: str  # ISO 8601
+
+
+@dataclass(frozen=True)
+class Fix:
+    action: FixAction
+    certificate: FixCertificate | None = None
+    settings: tuple[str, ...] = ()  # names of every HTTP settings the same fix repairs
+    host_name: str | None = None  # for set_backend_host_name
+
+
+@dataclass(frozen=True)
+class Finding:
+    pool: str  # names
+    settings: str
+    server: str
+    health: str  # HealthState value
+    probe_log: str | None
+    cause: Cause
+    evidence: dict[str, Any]
+    fix: Fix
+    alternatives: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    # True when the verdict rests on the probe log because Azure hides certificate data.
+    inferred_from_probe_log: bool = False
+
+
+@dataclass(frozen=True)
+class GatewaySummary:
+    id: str
+    name: str
+    sku_tier: str | None
+    generation: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    gateway: GatewaySummary
+    findings: tuple[Finding, ...] = field(default_factory=tuple)

@@ -1,0 +1,163 @@
+"""Reports of a Diagnosis: the stable JSON contract (docs/diagnosis.md) and text for people."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from itertools import groupby
+from typing import Any
+
+from shared.core.diagnosis import Diagnosis, Finding, Fix, FixAction, FixCertificate
+
+WIDTH = 100
+
+
+def _certificate_json(cert: FixCertificate | None) -> dict[str, Any] | None:
+    if cert is None:
+        return None
+    return {
+        "sha1": cert.sha1,
+        "sha256": cert.sha256,
+        "cer": cert.cer,
+        "der_b64": cert.der_b64,
+        "subject": cert.subject,
+        "not_after": cert.not_after,
+    }
+
+
+def _fix_json(fix: Fix) -> dict[str, Any]:
+    return {
+        "action": fix.action.value,
+        "certificate": _certificate_json(fix.certificate),
+        "settings": list(fix.settings),
+        "host_name": fix.host_name,
+    }
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    return {
+        "pool": f.pool,
+        "settings": f.settings,
+        "server": f.server,
+        "health": f.health,
+        "probe_log": f.probe_log,
+        "cause": f.cause.value,
+        "evidence": f.evidence,
+        "fix": _fix_json(f.fix),
+        "alternatives": list(f.alternatives),
+        "warnings": list(f.warnings),
+        "inferred_from_probe_log": f.inferred_from_probe_log,
+    }
+
+
+def to_json(d: Diagnosis) -> dict[str, Any]:
+    """The contract of issue 3; keys only ever get added, never renamed."""
+    return {
+        "gateway": {
+            "id": d.gateway.id,
+            "name": d.gateway.name,
+            "sku_tier": d.gateway.sku_tier,
+            "generation": d.gateway.generation,
+        },
+        "findings": [_finding_json(f) for f in d.findings],
+    }
+
+
+# ---- text ----
+
+
+def _wrap(text: str, indent: str, first: str | None = None) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=WIDTH,
+        initial_indent=first if first is not None else indent,
+        subsequent_indent=indent,
+        break_long_words=True,
+        break_on_hyphens=False,
+    ) or [(first or indent).rstrip()]
+
+
+def _cert_line(chain: list[dict[str, Any]]) -> str:
+    if not chain:
+        return "no certificate"
+    leaf = chain[0]
+    names = ", ".join(leaf.get("sans") or []) or "-"
+    extra = f" (+{len(chain) - 1} more in chain)" if len(chain) > 1 else ""
+    return (
+        f"{leaf.get('subject')} [SANs {names}] SHA-1 {leaf.get('sha1')} "
+        f"not after {leaf.get('not_after')}{extra}"
+    )
+
+
+def _capture_lines(label: str, cap: dict[str, Any] | None) -> list[str]:
+    if cap is None:
+        return []
+    where = f"{cap['address']}:{cap['port']}, " + (f"SNI {cap['sni']}" if cap["sni"] else "no SNI")
+    if cap.get("error"):
+        body = f"{label}: {where} -> {cap['error']} ({cap.get('detail')})"
+    else:
+        body = f"{label}: {where} -> {_cert_line(cap.get('chain') or [])}"
+    return _wrap(body, " " * 8, " " * 6)
+
+
+def _fix_lines(fix: Fix) -> list[str]:
+    if fix.action is FixAction.NONE:
+        return _wrap("Fix: none proposed", " " * 8, " " * 6)
+    text = f"Fix: {fix.action.value}"
+    if fix.certificate is not None:
+        c = fix.certificate
+        text += f" with {c.subject} SHA-1 {c.sha1} (SHA-256 {c.sha256}, not after {c.not_after})"
+    if fix.host_name is not None:
+        text += f" host name {fix.host_name!r}"
+    if fix.settings:
+        text += f" on HTTP settings: {', '.join(fix.settings)}"
+    return _wrap(text, " " * 8, " " * 6)
+
+
+def _finding_lines(f: Finding) -> list[str]:
+    lines = _wrap(
+        f"Server {f.server}: {f.health}, cause {f.cause.value}"
+        + (" (inferred from the probe log)" if f.inferred_from_probe_log else ""),
+        " " * 6,
+        " " * 4,
+    )
+    if f.probe_log:
+        lines += _wrap(f"Probe log: {f.probe_log}", " " * 8, " " * 6)
+    target = f.evidence.get("target")
+    if isinstance(target, dict) and target.get("reason"):
+        lines += _wrap(f"Gateway's handshake: {target['reason']}", " " * 8, " " * 6)
+    captures = f.evidence.get("captures") or {}
+    lines += _capture_lines("Presented to the gateway", captures.get("gateway"))
+    lines += _capture_lines("Presented the other way", captures.get("alternative"))
+    if f.evidence.get("explanation") and f.cause.value != "healthy":
+        lines += _wrap(f"Why: {f.evidence['explanation']}", " " * 8, " " * 6)
+    if f.cause.value != "healthy":
+        lines += _fix_lines(f.fix)
+    if f.alternatives:
+        lines.append(" " * 6 + "Alternatives:")
+        for rank, alt in enumerate(f.alternatives, 1):
+            lines += _wrap(alt, " " * 11, f"{' ' * 8}{rank}. ")
+    for warning in f.warnings:
+        if not warning.startswith("Application Gateway v1"):
+            lines += _wrap(f"Warning: {warning}", " " * 8, " " * 6)
+    return lines
+
+
+def to_text(d: Diagnosis) -> str:
+    """Per pool/settings: status, cause, thumbprints, fix; every line fits 100 columns."""
+    gw = d.gateway
+    lines = _wrap(f"Gateway {gw.name} ({gw.sku_tier or 'unknown tier'}, {gw.generation})", "  ", "")
+    lines += _wrap(gw.id, "  ", "  ")
+    warnings = {w for f in d.findings for w in f.warnings if w.startswith("Application Gateway v1")}
+    for warning in sorted(warnings):
+        lines += _wrap(f"WARNING: {warning}", "  ", "  ")
+    for (pool, settings), group in groupby(d.findings, key=lambda f: (f.pool, f.settings)):
+        lines.append("")
+        lines += _wrap(f"Pool {pool} / HTTP settings {settings}", "    ", "  ")
+        for finding in group:
+            lines += _finding_lines(finding)
+    counts = Counter(f.cause.value for f in d.findings)
+    summary = ", ".join(f"{n} {cause}" for cause, n in sorted(counts.items())) or "no servers"
+    lines.append("")
+    lines += _wrap(f"Summary: {len(d.findings)} finding(s): {summary}", "  ", "")
+    return "\n".join(lines) + "\n"

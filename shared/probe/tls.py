@@ -1,0 +1,189 @@
+"""TLS evidence: open one connection the way the gateway would and capture the presented chain.
+
+The handshake runs over memory BIOs so that (a) the whole exchange obeys one deadline (a silent
+peer costs about `timeout`, never more) and (b) we see the peer's first bytes, which tells "not
+TLS at all" (e.g. plain HTTP on the port) apart from a TLS handshake failure. Verification is off
+on purpose: the point is to record whatever the backend presents, trusted or not.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from OpenSSL.crypto import X509
+
+from shared.common.errors import InputError
+from shared.core.capture import (
+    ProbeErrorKind,
+    ProbeRequest,
+    TlsCapture,
+    effective_sni,
+)
+from shared.core.certs import CertInfo, cert_info
+
+# TLS record content types (change_cipher_spec .. heartbeat): any other first byte is not TLS.
+_TLS_RECORD_TYPES = frozenset(range(0x14, 0x19))
+_CHUNK = 65536
+
+
+class _ProbeFailure(Exception):
+    def __init__(self, kind: ProbeErrorKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def capture(address: str, port: int, sni: str | None, *, timeout: float) -> TlsCapture:
+    """Connect once, handshake without verification, return the presented chain or the error.
+
+    Never raises for network errors; `timeout` bounds connect + handshake together.
+    """
+    sent_sni = effective_sni(address, sni)
+    deadline = time.monotonic() + max(timeout, 0.0)
+    try:
+        sock = _connect(address, port, deadline)
+    except _ProbeFailure as failure:
+        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail)
+    try:
+        chain = _handshake(sock, sent_sni, deadline)
+    except _ProbeFailure as failure:
+        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail)
+    finally:
+        sock.close()
+    return TlsCapture(address, port, sent_sni, chain)
+
+
+def capture_all(
+    requests: Iterable[ProbeRequest], *, timeout: float, max_workers: int = 256
+) -> dict[ProbeRequest, TlsCapture]:
+    """Capture every distinct request concurrently: N silent peers cost about one timeout.
+
+    The threads only wait on sockets, so the pool is sized to the work (up to `max_workers`):
+    a pool smaller than the number of silent peers would pay one timeout per round.
+    """
+    unique = list(dict.fromkeys(requests))
+    if not unique:
+        return {}
+    workers = max(1, min(max_workers, len(unique)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tls-probe") as pool:
+        results = pool.map(lambda r: capture(r[0], r[1], r[2], timeout=timeout), unique)
+        return dict(zip(unique, results, strict=True))
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _ProbeFailure(ProbeErrorKind.TIMEOUT, "timed out")
+    return left
+
+
+def _connect(address: str, port: int, deadline: float) -> socket.socket:
+    host = address.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise _ProbeFailure(
+            ProbeErrorKind.UNRESOLVED, f"cannot resolve {address!r}: {exc}"
+        ) from None
+    last: _ProbeFailure | None = None
+    for family, socktype, proto, _, sockaddr in infos:
+        sock = socket.socket(family, socktype, proto)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(sockaddr)
+        except _ProbeFailure:
+            sock.close()
+            raise
+        except TimeoutError:
+            sock.close()
+            raise _ProbeFailure(ProbeErrorKind.TIMEOUT, "connect timed out") from None
+        except ConnectionRefusedError as exc:
+            sock.close()
+            last = _ProbeFailure(ProbeErrorKind.REFUSED, f"connection refused: {exc}")
+            continue
+        except OSError as exc:
+            sock.close()
+            last = _ProbeFailure(ProbeErrorKind.REFUSED, f"cannot connect: {exc}")
+            continue
+        return sock
+    raise last or _ProbeFailure(ProbeErrorKind.UNRESOLVED, f"no address for {address!r}")
+
+
+def _context() -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
+    # Accept whatever the backend offers (old protocols, weak keys): we record, we do not trust.
+    ctx.set_min_proto_version(SSL.TLS1_VERSION)
+    ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def _handshake(sock: socket.socket, sni: str | None, deadline: float) -> tuple[CertInfo, ...]:
+    conn = SSL.Connection(_context(), None)
+    conn.set_connect_state()
+    if sni:
+        conn.set_tlsext_host_name(sni.encode("idna"))
+    seen_bytes = False
+    while True:
+        try:
+            conn.do_handshake()
+            break
+        except SSL.WantReadError:
+            pass
+        except SSL.Error as exc:
+            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, f"handshake failed: {exc}") from None
+        _flush(conn, sock, deadline)
+        data = _receive(sock, deadline)
+        if not data:
+            conn.bio_shutdown()
+            detail = "peer closed the connection during the handshake"
+            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, detail)
+        if not seen_bytes and data[0] not in _TLS_RECORD_TYPES:
+            preview = data[:40].decode("ascii", "replace").splitlines()[0:1]
+            raise _ProbeFailure(
+                ProbeErrorKind.NOT_TLS, f"peer answered but not with TLS: {preview}"
+            )
+        seen_bytes = True
+        conn.bio_write(data)
+    _flush(conn, sock, deadline)
+    chain = conn.get_peer_cert_chain() or []
+    try:
+        return tuple(cert_info(_der(cert)) for cert in chain)
+    except InputError as exc:
+        raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, f"unreadable certificate: {exc}") from None
+
+
+def _der(cert: X509) -> bytes:
+    return cert.to_cryptography().public_bytes(Encoding.DER)
+
+
+def _flush(conn: SSL.Connection, sock: socket.socket, deadline: float) -> None:
+    while True:
+        try:
+            data = conn.bio_read(_CHUNK)
+        except SSL.WantReadError:
+            return
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.sendall(data)
+        except TimeoutError:
+            raise _ProbeFailure(ProbeErrorKind.TIMEOUT, "handshake timed out") from None
+        except OSError as exc:
+            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, f"send failed: {exc}") from None
+
+
+def _receive(sock: socket.socket, deadline: float) -> bytes:
+    try:
+        sock.settimeout(_remaining(deadline))
+        return sock.recv(_CHUNK)
+    except TimeoutError:
+        raise _ProbeFailure(ProbeErrorKind.TIMEOUT, "handshake timed out") from None
+    except ConnectionResetError:
+        return b""
+    except OSError as exc:
+        raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, f"receive failed: {exc}") from None

@@ -1,0 +1,617 @@
+"""The imperative shell of remediation: read, diagnose, decide, then write safely or propose.
+
+Everything that decides is pure and lives elsewhere (diagnosis, plan, policy, trust, retry); this
+module sequences the I/O around it:
+
+- the safe write (shared.remediation.writer): one writer per gateway, a fresh read and
+  re-plan before every attempt, an ETag check just before the PUT, the whole document sent
+  back, back-off on contention and never a stale body replayed; locks and policy denials
+  become a proposal;
+- verification with backend health (shared.remediation.verify);
+- rollback of exactly what we added, on request or when the write left the gateway failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.cloud.arm import ArmClient, GatewayDocument
+from shared.common.errors import BotError, OutOfScopeError
+from shared.common.ids import GatewayId, parse_gateway_id, same_id
+from shared.common.settings import Mode, Settings
+from shared.core.capture import TlsCapture
+from shared.core.diagnosis import Diagnosis, Finding, diagnose, probe_requests, route_hosts
+from shared.core.gateway import Gateway, parse_gateway
+from shared.core.health import HealthState, ServerHealth, parse_backend_health
+from shared.core.report import to_json
+from shared.probe.tls import capture_all
+from shared.remediation.changelog import ChangeLog, ChangeRecord, find_change, new_change_id
+from shared.remediation.plan import (
+    Plan,
+    apply_plan,
+    plan_fixes,
+    plan_from_dict,
+    plan_to_dict,
+    replan,
+)
+from shared.remediation.plan import revert_plan as _revert_plan
+from shared.remediation.policy import Guards, Outcome, check_scope, decide, effective_mode
+from shared.remediation.proposals import Proposal, ProposalStore, build_proposal, check_approver
+from shared.remediation.trust import TrustResult, check_certificate
+from shared.remediation.verify import poll_interval, wait_until_healthy
+from shared.remediation.writer import GatewayWriter, WriteRefused, WriteResult, is_failed
+
+log = logging.getLogger(__name__)
+
+Captures = Mapping[tuple[str, int, str | None], TlsCapture]
+ProbeFn = Callable[[Iterable[tuple[str, int, str | None]]], Captures]
+
+
+@dataclass
+class RemediationOutcome:
+    """What one remediation did; `to_json` is the CLI's last line and the job result."""
+
+    gateway: str
+    mode: str
+    action: str  # applied | proposed | none | refused | failed | rolled_back
+    arm_writes: int = 0
+    verified: bool | None = None
+    proposal: str | None = None
+    reason: str = ""
+    change: str | None = None
+    diagnosis: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    verification: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gateway": self.gateway,
+            "mode": self.mode,
+            "action": self.action,
+            "arm_writes": self.arm_writes,
+            "verified": self.verified,
+            "proposal": self.proposal,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A gateway read and diagnosed: the document, the parsed model, health and captures."""
+
+    current: GatewayDocument
+    gateway: Gateway
+    health: tuple[ServerHealth, ...]
+    captures: Captures
+    diagnosis: Diagnosis
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _tags(doc: Mapping[str, Any]) -> dict[str, str]:
+    tags = doc.get("tags")
+    return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {}
+
+
+class Remediator:
+    """Runs diagnosis, policy and the safe write for one gateway at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        arm: ArmClient,
+        proposals: ProposalStore,
+        changes: ChangeLog,
+        lock_for: Callable[[GatewayId], AbstractContextManager[Any]],
+        probe: ProbeFn | None = None,
+        trusted_certificates: Callable[[], Sequence[bytes]] | None = None,
+        notify: Callable[[str, dict[str, Any]], None] | None = None,
+        before_write: Callable[[GatewayId, ChangeRecord], None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.arm = arm
+        self.proposals = proposals
+        self.changes = changes
+        # The writer sleeps through self.sleep, so a caller may swap it after construction.
+        self.writer = GatewayWriter(settings, arm, lock_for, sleep=lambda s: self.sleep(s))
+        # Write-ahead hook: gets the change record right before its PUT (the worker keeps it in
+        # the ledger, so a delivery that dies between the PUT and `changes.record` leaves it).
+        self._before_write = before_write
+        self._probe = probe or self._default_probe
+        self._trusted = trusted_certificates or (lambda: ())
+        self._notify = notify or (lambda kind, event: None)
+        self.clock = clock
+        self.sleep = sleep
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def _default_probe(self, requests: Iterable[tuple[str, int, str | None]]) -> Captures:
+        return capture_all(requests, timeout=float(self.settings["PROBE_TIMEOUT_SECONDS"]))
+
+    def assess(self, gid: GatewayId, *, hint: tuple[str, str] | None = None) -> Assessment:
+        """Read the gateway and its backend health, probe its own pool members, diagnose."""
+        current = self.arm.get_gateway(gid)
+        gateway = parse_gateway(current.doc)
+        health = parse_backend_health(self.arm.backend_health(gid))
+        hosts = route_hosts(current.doc)
+        captures = self._probe(probe_requests(gateway, health, hosts=hosts))
+        diagnosis = diagnose(gateway, health, captures, now=self.clock(), hint=hint, hosts=hosts)
+        return Assessment(current, gateway, health, captures, diagnosis)
+
+    # ---- the whole job ------------------------------------------------------------------------
+
+    def fix(
+        self,
+        gateway_id: str,
+        *,
+        requested_mode: Mode | None = None,
+        requester: str = "cli",
+        hint: tuple[str, str] | None = None,
+        confirm: Callable[[Plan], bool] | None = None,
+    ) -> RemediationOutcome:
+        """Diagnose the gateway and apply, propose or only report the fixes policy allows."""
+        gid = parse_gateway_id(gateway_id)
+        mode = Mode.lowest(self.settings.mode, requested_mode)
+        try:
+            check_scope(self.settings, gid.id)
+        except OutOfScopeError as exc:
+            return RemediationOutcome(gid.id, mode.value, "refused", reason=str(exc))
+        assessment = self.assess(gid, hint=hint)
+        doc = assessment.current.doc
+        decision = effective_mode(self.settings, _tags(doc), requested_mode)
+        outcome = RemediationOutcome(
+            gid.id, decision.mode.value, "none", diagnosis=to_json(assessment.diagnosis)
+        )
+        plans = [p for p in plan_fixes(doc, assessment.diagnosis) if not p.is_noop]
+        if not plans:
+            outcome.reason = self._nothing_to_do(assessment.diagnosis)
+            return outcome
+        results = [
+            self._handle_plan(gid, assessment, plan, decision, requester, confirm) for plan in plans
+        ]
+        return self._merge(outcome, results)
+
+    def _nothing_to_do(self, diagnosis: Diagnosis) -> str:
+        unhealthy = [f for f in diagnosis.findings if f.health != HealthState.HEALTHY.value]
+        if not unhealthy:
+            return "every backend is healthy"
+        causes = sorted({f.cause.value for f in unhealthy})
+        return "no actionable fix for: " + ", ".join(causes)
+
+    def _merge(
+        self, base: RemediationOutcome, results: list[RemediationOutcome]
+    ) -> RemediationOutcome:
+        # The first plan is the most important; writes add up; any proposal is reported.
+        first = results[0]
+        base.action = first.action
+        base.reason = "; ".join(r.reason for r in results if r.reason)
+        base.arm_writes = sum(r.arm_writes for r in results)
+        base.proposal = next((r.proposal for r in results if r.proposal), None)
+        base.change = next((r.change for r in results if r.change), None)
+        verified = [r.verified for r in results if r.verified is not None]
+        base.verified = all(verified) if verified else None
+        base.plan = first.plan
+        base.verification = [v for r in results for v in r.verification]
+        return base
+
+    def _handle_plan(
+        self,
+        gid: GatewayId,
+        assessment: Assessment,
+        plan: Plan,
+        decision: Any,
+        requester: str,
+        confirm: Callable[[Plan], bool] | None,
+    ) -> RemediationOutcome:
+        trust = self._trust(assessment, plan)
+        past = [c for rec in self.changes.for_gateway(gid.id) for c in rec.as_changes()]
+        guards = Guards.from_settings(self.settings, past).check(
+            gid.id,
+            plan.settings_names,
+            plan.thumbprint,
+            self.clock(),
+            adds_certificate=plan.certificate is not None,
+        )
+        verdict = decide(decision, plan.action, trust, guards)
+        result = RemediationOutcome(gid.id, decision.mode.value, "none", plan=plan_to_dict(plan))
+        if verdict.outcome is Outcome.DIAGNOSE:
+            result.reason = "diagnose mode: " + "; ".join(verdict.reasons)
+            return result
+        if verdict.outcome is Outcome.PROPOSE:
+            return self._propose(gid, assessment, plan, requester, verdict.reasons)
+        if confirm is not None and not confirm(plan):
+            result.reason = "not confirmed by the operator"
+            return result
+        try:
+            return self._apply(gid, plan, by=requester, affected=self._affected(assessment, plan))
+        except WriteRefused as exc:
+            if exc.propose:
+                proposed = self._propose(gid, assessment, plan, requester, (str(exc),))
+                proposed.arm_writes = exc.writes
+                return proposed
+            self._notify(
+                "failed",
+                {
+                    "event": "failed",
+                    "gateway": gid.id,
+                    "action": plan.action.value,
+                    "thumbprint": plan.thumbprint,
+                    "settings": list(plan.settings_names),
+                    "by": requester,
+                    "reason": str(exc),
+                },
+            )
+            return RemediationOutcome(
+                gid.id, decision.mode.value, "failed", arm_writes=exc.writes, reason=str(exc)
+            )
+
+    # ---- trust --------------------------------------------------------------------------------
+
+    def _trust(self, assessment: Assessment, plan: Plan) -> TrustResult | None:
+        fix = plan.fix
+        if fix is None or fix.certificate is None:
+            return None
+        wanted = fix.certificate.sha1.upper()
+        # Only captures the bot made itself, of its own pool members, count as "fetched from pool".
+        presented = [
+            c for c in assessment.captures.values() if any(x.sha1 == wanted for x in c.chain)
+        ]
+        leaf = next((c.leaf.sha1 for c in presented if c.leaf is not None), None)
+        try:
+            trusted = list(self._trusted())
+        except Exception as exc:  # noqa: BLE001 - any failure of the trusted source means "propose"
+            return TrustResult(False, (f"the trusted source could not be read: {exc}",))
+        return check_certificate(
+            fix,
+            {"presented_sha1": leaf} if leaf else None,
+            generation=assessment.gateway.generation,
+            fetched_from_pool=bool(presented),
+            now=self.clock(),
+            trusted_ders=trusted,
+            subject_pattern=self.settings["TRUSTED_SUBJECT_PATTERN"],
+        )
+
+    @staticmethod
+    def _affected(assessment: Assessment, plan: Plan) -> list[Finding]:
+        names = {n.lower() for n in plan.settings_names}
+        return [
+            f
+            for f in assessment.diagnosis.findings
+            if f.settings.lower() in names and f.health != HealthState.HEALTHY.value
+        ]
+
+    # ---- proposals ----------------------------------------------------------------------------
+
+    def _propose(
+        self,
+        gid: GatewayId,
+        assessment: Assessment,
+        plan: Plan,
+        requester: str,
+        reasons: Sequence[str],
+    ) -> RemediationOutcome:
+        findings = to_json(assessment.diagnosis)["findings"]
+        names = {n.lower() for n in plan.settings_names}
+        evidence = [f for f in findings if str(f.get("settings", "")).lower() in names]
+        cert = plan.fix.certificate if plan.fix else None
+        proposal = build_proposal(
+            plan,
+            assessment.current.doc,
+            requester=requester,
+            now=self.clock(),
+            gateway_etag=assessment.current.etag,
+            evidence=evidence,
+            certificate_cer=cert.cer if cert else None,
+            reasons=reasons,
+        )
+        open_twin = self._open_twin(proposal)
+        if open_twin is not None:
+            return RemediationOutcome(
+                gid.id,
+                "propose",
+                "proposed",
+                proposal=open_twin.id,
+                reason="an open proposal for the same change exists",
+                plan=proposal.plan,
+            )
+        self.proposals.create(proposal)
+        self._notify("proposal_created", self._event(proposal, "proposal_created"))
+        return RemediationOutcome(
+            gid.id,
+            "propose",
+            "proposed",
+            proposal=proposal.id,
+            reason="; ".join(reasons),
+            plan=proposal.plan,
+        )
+
+    def _open_twin(self, proposal: Proposal) -> Proposal | None:
+        """An open proposal for the same gateway and the same planned change (no duplicates)."""
+        for other in self.proposals.list(status="open"):
+            if same_id(other.gateway_id, proposal.gateway_id) and _same_change(
+                other.plan, proposal.plan
+            ):
+                return other
+        return None
+
+    @staticmethod
+    def _event(proposal: Proposal, kind: str, **extra: Any) -> dict[str, Any]:
+        plan = proposal.get_plan()
+        return {
+            "event": kind,
+            "gateway": proposal.gateway_id,
+            "action": plan.action.value,
+            "thumbprint": plan.thumbprint,
+            "settings": list(plan.settings_names),
+            "proposal": proposal.id,
+            **extra,
+        }
+
+    def approve(self, proposal_id: str, approver: str) -> RemediationOutcome:
+        """Approve an open proposal: re-read, re-plan, refuse if it no longer applies, apply."""
+        proposal = self.proposals.get(proposal_id)
+        check_approver(proposal, approver, self.settings["APPROVERS"])
+        gid = parse_gateway_id(proposal.gateway_id)
+        check_scope(self.settings, gid.id)
+        if self.settings.kill_switch:
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "refused",
+                proposal=proposal.id,
+                reason="kill switch is on: no gateway writes",
+            )
+        plan = proposal.get_plan()
+        current = self.arm.get_gateway(gid)
+        fresh = replan(current.doc, plan)
+        if fresh.is_noop:
+            self._close(proposal, "superseded", approver, {"reason": fresh.noop_reason})
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "none",
+                proposal=proposal.id,
+                reason=f"no longer needed: {fresh.noop_reason}",
+            )
+        self._close(proposal, "approved", approver, None)
+        proposal = self.proposals.get(proposal_id)
+        try:
+            outcome = self._apply(gid, plan, by=approver, affected=None)
+        except (WriteRefused, BotError) as exc:
+            writes = exc.writes if isinstance(exc, WriteRefused) else 0
+            self._close(proposal, "failed", approver, {"reason": str(exc)}, expected="approved")
+            return RemediationOutcome(
+                gid.id, "apply", "failed", arm_writes=writes, proposal=proposal.id, reason=str(exc)
+            )
+        outcome.proposal = proposal.id
+        # A write that failed (and was rolled back) must not close the proposal as applied.
+        status = "failed" if outcome.action == "failed" else "applied"
+        self._close(proposal, status, approver, outcome.to_json(), expected="approved")
+        kind = f"proposal_{status}"
+        self._notify(kind, self._event(proposal, kind, by=approver))
+        return outcome
+
+    def reject(self, proposal_id: str, approver: str, reason: str = "") -> Proposal:
+        proposal = self.proposals.get(proposal_id)
+        check_approver(proposal, approver, self.settings["APPROVERS"])
+        self._close(proposal, "rejected", approver, {"reason": reason})
+        self._notify("proposal_rejected", self._event(proposal, "proposal_rejected", by=approver))
+        return self.proposals.get(proposal_id)
+
+    def _close(
+        self,
+        proposal: Proposal,
+        status: str,
+        by: str,
+        outcome: dict[str, Any] | None,
+        *,
+        expected: str = "open",
+    ) -> None:
+        updated = replace(
+            proposal,
+            status=status,
+            decided_by=by,
+            decided_at=self.clock().isoformat(),
+            outcome=outcome if outcome is not None else proposal.outcome,
+        )
+        self.proposals.update(updated, expected_status=expected)
+
+    # ---- the safe write -----------------------------------------------------------------------
+
+    def _apply(
+        self, gid: GatewayId, plan: Plan, *, by: str, affected: list[Finding] | None
+    ) -> RemediationOutcome:
+        change_id = new_change_id(self.clock())
+        written, final = self.safe_write(
+            gid, lambda doc: replan(doc, plan), by=by, change_id=change_id
+        )
+        before, after, writes = written.before, written.after, written.writes
+        if final.is_noop:
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "none",
+                arm_writes=writes,
+                reason=f"already in place: {final.noop_reason}",
+                plan=plan_to_dict(final),
+            )
+        change = self._change_record(gid, final, by, change_id, before, after)
+        self.changes.record(change)
+        if after is not None and is_failed(after):
+            rollback = self.rollback(gid.id, change.id, by="auto-rollback")
+            undone = (
+                "rolled back" if rollback.arm_writes else "nothing of ours was left to roll back"
+            )
+            return RemediationOutcome(
+                gid.id,
+                "apply",
+                "failed",
+                arm_writes=writes + rollback.arm_writes,
+                change=change.id,
+                reason=f"the gateway update failed and left the gateway Failed; {undone}"
+                + ("" if rollback.action == "rolled_back" else f" ({rollback.reason})"),
+            )
+        verified, checks = self.verify(gid, final, affected, (after or before).doc)
+        outcome = RemediationOutcome(
+            gid.id,
+            "apply",
+            "applied",
+            arm_writes=writes,
+            verified=verified,
+            change=change.id,
+            plan=plan_to_dict(final),
+            verification=checks,
+            reason=f"{final.action.value} on {', '.join(final.settings_names)}",
+        )
+        self._notify(
+            "applied",
+            {
+                "event": "applied",
+                "gateway": gid.id,
+                "action": final.action.value,
+                "thumbprint": final.thumbprint,
+                "settings": list(final.settings_names),
+                "change": change.id,
+                "by": by,
+                "reason": outcome.reason,
+            },
+        )
+        return outcome
+
+    def safe_write(
+        self,
+        gid: GatewayId,
+        make_plan: Callable[[dict[str, Any]], Plan],
+        *,
+        by: str = "",
+        change_id: str | None = None,
+    ) -> tuple[WriteResult, Plan]:
+        """Re-plan on a fresh read and write it; returns the write and the plan applied."""
+        planned: list[Plan] = []
+        cid = change_id or new_change_id(self.clock())
+
+        def build(doc: dict[str, Any]) -> dict[str, Any] | None:
+            plan = make_plan(doc)
+            planned.append(plan)
+            return None if plan.is_noop else apply_plan(doc, plan)
+
+        def before_put(target: GatewayId) -> None:
+            if self._before_write is not None:
+                self._before_write(target, self._change_record(target, planned[-1], by, cid))
+
+        written = self.writer.write(gid, build, what="gateway write", before_put=before_put)
+        return written, planned[-1]
+
+    def _change_record(
+        self,
+        gid: GatewayId,
+        plan: Plan,
+        by: str,
+        change_id: str,
+        before: GatewayDocument | None = None,
+        after: GatewayDocument | None = None,
+    ) -> ChangeRecord:
+        return ChangeRecord(
+            id=change_id,
+            gateway_id=gid.id,
+            when=self.clock().isoformat(),
+            by=by,
+            kind="apply",
+            plan=plan_to_dict(plan),
+            settings=plan.settings_names,
+            thumbprint=plan.thumbprint,
+            etag_before=before.etag if before else None,
+            etag_after=after.etag if after else None,
+        )
+
+    def verify(
+        self, gid: GatewayId, plan: Plan, affected: list[Finding] | None, doc: Mapping[str, Any]
+    ) -> tuple[bool | None, list[dict[str, Any]]]:
+        """Backend health of the affected servers after the change (shared.remediation.verify)."""
+        servers = {(f.settings.lower(), f.server) for f in affected} if affected else None
+        return wait_until_healthy(
+            self.arm,
+            gid,
+            plan.settings_names,
+            servers,
+            deadline=float(self.settings["VERIFY_DEADLINE_SECONDS"]),
+            interval=poll_interval(doc, floor=float(self.settings["VERIFY_POLL_MIN_SECONDS"])),
+            doc=doc,
+            sleep=self.sleep,
+        )
+
+    # ---- rollback -----------------------------------------------------------------------------
+
+    def rollback(self, gateway_id: str, change_id: str, *, by: str = "cli") -> RemediationOutcome:
+        """Remove exactly what change `change_id` added, by the same safe write."""
+        gid = parse_gateway_id(gateway_id)
+        check_scope(self.settings, gid.id)
+        change = find_change(self.changes, gid.id, change_id)
+        plan = plan_from_dict(change.plan)
+
+        def build(doc: dict[str, Any]) -> dict[str, Any] | None:
+            body = _revert_plan(doc, plan)
+            return None if body == doc else body
+
+        written = self.writer.write(gid, build, what="rollback")
+        before, after, writes = written.before, written.after, written.writes
+        failed = after is not None and is_failed(after)
+        record = ChangeRecord(
+            id=new_change_id(self.clock()),
+            gateway_id=gid.id,
+            when=self.clock().isoformat(),
+            by=by,
+            kind="rollback",
+            plan=change.plan,
+            settings=(),
+            thumbprint=None,
+            etag_before=before.etag if before else None,
+            etag_after=after.etag if after else None,
+            extra={"rolls_back": change.id},
+        )
+        self.changes.record(record)
+        outcome = RemediationOutcome(
+            gid.id,
+            "apply",
+            "failed" if failed else "rolled_back",
+            arm_writes=writes,
+            change=record.id,
+            reason=(
+                f"the rollback of {change.id} failed; the gateway is Failed"
+                if failed
+                else f"reverted {change.id}"
+            ),
+        )
+        self._notify(
+            outcome.action,
+            {
+                "event": outcome.action,
+                "gateway": gid.id,
+                "action": "rollback",
+                "change": change.id,
+                "by": by,
+                "reason": outcome.reason,
+            },
+        )
+        return outcome
+
+
+def _same_change(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two serialised plans make the same change (ignoring the document they were planned on)."""
+    keys = ("action", "certificate_ref_name", "collection")
+    if any(a.get(k) != b.get(k) for k in keys):
+        return False
+    names_a = sorted(c.get("settings_name", "") for c in a.get("settings_changes", []))
+    names_b = sorted(c.get("settings_name", "") for c in b.get("settings_changes", []))
+    return names_a == names_b
