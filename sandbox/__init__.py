@@ -1,4 +1,18 @@
-"""The local Azure for the bot: ARM emulator, ILB-ASE-like TLS backends, managed identity.
+"""The local Azure for the bot: ARM emulator, ILB-ASE-like TLS backends, managed identity,
+Key Vault, Azurite and a local Functions runner.
 
 Run `python -m sandbox --help`; the scenario format and env file are documented in docs/sandbox.md.
+
+Where things are (each module's docstring cites the Azure behaviour it imitates):
+
+- Lifecycle and scenarios: `runtime` (start and stop a world, the env file), `scenario` (the
+  JSON format), `scenarios/` (built-in cases), `pki` (certificates made at start-up).
+- Azure control plane: `arm` (Resource Manager over HTTPS: gateways, long-running operations,
+  backend health), `arm_validation` (PUT validation, ARM-shaped errors), `faults` (failures on
+  request), `health_rules` (how the emulated gateway judges a backend), `identity` (the
+  managed-identity endpoint), `keyvault` (Key Vault certificates).
+- The data plane the gateway talks to: `backends` (TLS servers that behave like an ILB ASE).
+- The function app's world: `azurite` (Microsoft's storage emulator), `funcrunner` (serves
+  function_app's triggers locally), `alerts` (common-schema alerts as an action group posts them).
+- Demos: `demo` (`python -m sandbox demo`), `bot_demo` (`make demo`: the bot end to end).
 """

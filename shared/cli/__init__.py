@@ -1,5 +1,6 @@
 """The operator command line, `python -m shared`: diagnose, export-cert, fix, proposals, rollback.
 
 Owns: argument parsing, exit codes (2 for bad input), text and JSON output, local wiring.
-May import: every other subpackage of shared.
+May import: shared.common, shared.core, shared.probe, shared.cloud, shared.remediation,
+shared.service.
 """
