@@ -1,7 +1,7 @@
 // Second deployment step, after the code: the alert wiring (action group -> /api/alerts and a
 // metric alert per gateway). Separate from main.bicep because the function key it embeds in the
-// action group exists only once the app's code is deployed (shared/reference/
-// functions-and-alerts.md §2: the key is stored in the action; rotate it by re-running this).
+// action group exists only once the app's code is deployed (see
+// docs/sources.md#action-groups: the key is stored in the action; rotate it by re-running this).
 //   az deployment group create --resource-group <rg> --template-file infra/alerts.bicep \
 //     --parameters functionAppName=<app> gatewayIds=<comma-separated gateway ids>
 
@@ -17,6 +17,9 @@ param alertFunctionName string = 'alerts'
 @description('Tags for every resource.')
 param tags object = {}
 
+// Ids trimmed: `a, b` (a space after the comma) must not become ' b'.
+var gatewayIdList = [for id in filter(split(gatewayIds, ','), x => !empty(trim(x))): trim(id)]
+
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
 }
@@ -27,9 +30,11 @@ module alerts 'modules/alerts.bicep' = {
     functionAppId: site.id
     functionAppHostName: site.properties.defaultHostName
     alertFunctionName: alertFunctionName
-    // The host's default function key; passed as a secure parameter, never an output.
-    functionKey: listKeys('${site.id}/host/default', '2024-04-01').functionKeys.default
-    gatewayIds: filter(split(gatewayIds, ','), id => !empty(trim(id)))
+    // The alerts function's own default key: it opens /api/alerts only, not /api/fix, /api/jobs
+    // or /api/proposals as a host key would. A secure parameter, never an output.
+    // https://learn.microsoft.com/azure/azure-functions/function-keys-how-to
+    functionKey: listKeys('${site.id}/functions/${alertFunctionName}', '2024-04-01').default
+    gatewayIds: gatewayIdList
     tags: tags
   }
 }

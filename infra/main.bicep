@@ -63,6 +63,9 @@ param notifyWebhookFormat string = 'json'
 @description('Application (client) id of the Entra app registration that protects the approval endpoints.')
 param authClientId string
 
+@description('Comma-separated Entra object ids of the approvers (users or service principals) App Service Authentication admits to the approval endpoints; empty leaves it to the app registration: set appRoleAssignmentRequired and assign the approvers (docs/deploy.md).')
+param approverObjectIds string = ''
+
 @description('Resource id of an existing integration subnet (delegated to Microsoft.App/environments, Microsoft.Storage service endpoint); empty to create a VNet.')
 param existingSubnetId string = ''
 
@@ -97,8 +100,12 @@ var allTags = union(tags, {
   'azd-env-name': environmentName
   application: 'appgw-cert-bot'
 })
-var gatewayIds = filter(split(targetGatewayIds, ','), id => !empty(trim(id)))
-var linkedIds = filter(split(linkedResourceIds, ','), id => !empty(trim(id)))
+// Ids trimmed: `a, b` (a space after the comma) must not become ' b'.
+var gatewayIds = [for id in filter(split(targetGatewayIds, ','), x => !empty(trim(x))): trim(id)]
+var linkedIds = [for id in filter(split(linkedResourceIds, ','), x => !empty(trim(x))): trim(id)]
+var backendPrefixList = [for p in filter(split(backendAddressPrefixes, ','), x => !empty(trim(x))): trim(p)]
+var backendPortList = [for p in filter(split(backendPorts, ','), x => !empty(trim(x))): trim(p)]
+var approverIds = [for id in filter(split(approverObjectIds, ','), x => !empty(trim(x))): trim(id)]
 var deploymentContainerName = 'deployment-package'
 var keyVaultName = last(split(keyVaultId, '/'))
 var keyVaultUrl = empty(keyVaultId) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
@@ -127,6 +134,7 @@ var botSettings = {
   VERIFY_DEADLINE_SECONDS: '600'
   WRITE_ATTEMPTS: '5'
   WRITE_BACKOFF_SECONDS: '2'
+  BUSY_WAIT_SECONDS: '900'
   VERIFY_POLL_MIN_SECONDS: '1'
   ARM_POLLING_INTERVAL: '10'
   NOTIFY_WEBHOOK_FORMAT: notifyWebhookFormat
@@ -163,6 +171,7 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     workspaceName: 'log-appgw-cert-bot-${token}'
     appInsightsName: 'appi-appgw-cert-bot-${token}'
+    principalId: identity.outputs.principalId
     tags: allTags
   }
 }
@@ -176,8 +185,8 @@ module network 'modules/network.bicep' = {
     vnetName: 'vnet-appgw-cert-bot-${token}'
     vnetAddressPrefix: vnetAddressPrefix
     subnetAddressPrefix: subnetAddressPrefix
-    backendAddressPrefixes: filter(split(backendAddressPrefixes, ','), p => !empty(trim(p)))
-    backendPorts: filter(split(backendPorts, ','), p => !empty(trim(p)))
+    backendAddressPrefixes: backendPrefixList
+    backendPorts: backendPortList
     tags: allTags
   }
 }
@@ -238,6 +247,7 @@ module auth 'modules/auth.bicep' = {
   params: {
     functionAppName: functionApp.outputs.name
     clientId: authClientId
+    allowedPrincipalIds: approverIds
   }
 }
 

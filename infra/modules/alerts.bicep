@@ -1,7 +1,7 @@
 // The alert wiring: an action group whose Azure Function receiver posts the common alert schema
 // to /api/alerts, and one metric alert per target gateway on UnhealthyHostCount split by
 // BackendSettingsPool, so each failing pool/settings pair is its own alert instance
-// (shared/reference/functions-and-alerts.md §1.2, §1.3 and §2). Deployed by ../alerts.bicep
+// (docs/sources.md#alert-schema, docs/sources.md#action-groups). Deployed by ../alerts.bicep
 // after the code, because the function key exists only then.
 
 @description('Resource id of the bot function app.')

@@ -1,7 +1,7 @@
 // App Service Authentication (Entra ID) in front of the approval endpoints (/api/gateways/...,
 // /api/jobs/..., /api/proposals/...). /api/alerts is excluded: Azure Monitor action groups
 // cannot present an Entra token to a Function receiver and call it with the function key
-// instead (shared/reference/functions-and-alerts.md §2).
+// instead (docs/sources.md#action-groups).
 
 @description('Function app name.')
 param functionAppName string
@@ -14,6 +14,9 @@ param tenantId string = tenant().tenantId
 
 @description('Extra audiences accepted besides api://<clientId> and <clientId>.')
 param extraAudiences array = []
+
+@description('Entra object ids admitted to the approval endpoints; empty leaves it to the app registration (appRoleAssignmentRequired).')
+param allowedPrincipalIds array = []
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
@@ -56,6 +59,13 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
             'api://${clientId}'
             clientId
           ], extraAudiences)
+          // Without this, any principal of the tenant with a token for the app gets in.
+          // https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
+          defaultAuthorizationPolicy: empty(allowedPrincipalIds) ? {} : {
+            allowedPrincipals: {
+              identities: allowedPrincipalIds
+            }
+          }
         }
       }
     }

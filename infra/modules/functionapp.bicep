@@ -1,7 +1,7 @@
 // The bot's Function App on the Flex Consumption plan (FC1, Linux, Python 3.11), HTTPS only,
 // TLS 1.2, FTP and basic publishing credentials off, running as the user-assigned identity.
 // Flex Consumption is the plan to use for a new Python app with VNet integration
-// (shared/reference/functions-and-alerts.md §3.2: Linux Consumption is retired).
+// (docs/sources.md#functions: Linux Consumption is retired).
 
 @description('Azure region.')
 param location string
@@ -72,6 +72,9 @@ var platformSettings = {
   AzureWebJobsStorage__clientId: identityClientId
   AZURE_CLIENT_ID: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  // Local (key) auth is off on the component: the exporter signs in as the user-assigned identity.
+  // https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   NOTIFY_WEBHOOK_URL: notifyWebhookUrl
 }
 

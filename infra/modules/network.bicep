@@ -1,7 +1,7 @@
 // VNet integration for the function app. The bot probes backends by private IP (the ILB of an
 // App Service Environment), so it must sit in a network that reaches the ILB on the backend ports;
-// without it the diagnosis cannot see what the gateway sees (shared/reference/peers.md: "to probe
-// an ILB ASE IP the Function needs VNet integration ... Flex Consumption, Premium and Dedicated do").
+// without it the diagnosis cannot see what the gateway sees (docs/sources.md#network-reach:
+// Flex Consumption, Premium and Dedicated plans have VNet integration).
 //
 // Either pass an existing subnet (already delegated to Microsoft.App/environments, with the
 // Microsoft.Storage service endpoint) or let this module create a VNet, subnet and NSG; peer that

@@ -1,7 +1,8 @@
-// Grants one join/assign role on one resource a target gateway links to (deployed into that
+// Grants one linked-resource role on one resource a target gateway links to (deployed into that
 // resource's group). A whole-gateway PUT re-sends every link, and ARM checks the caller's
-// join/assign action on each linked resource; granting it on that resource alone keeps the bot
-// from joining anything else to it.
+// read and join/action (assign/action for an identity, deploy/action for a Key Vault) on each
+// linked resource (https://learn.microsoft.com/azure/application-gateway/configuration-infrastructure#permissions);
+// granting it on that resource alone keeps the bot from joining anything else to it.
 
 @description('Kind of linked resource (a key of shared/cloud/arm.py LINKED_RESOURCE_ACTIONS).')
 @allowed([
@@ -9,13 +10,14 @@
   'public_ip'
   'waf_policy'
   'user_assigned_identity'
+  'key_vault'
 ])
 param kind string
 
 @description('Resource id of the linked resource.')
 param resourceId string
 
-@description('Name (GUID) of the custom role holding the join/assign action of this kind.')
+@description('Name (GUID) of the custom role holding the actions of this kind.')
 param roleDefinitionName string
 
 @description('Principal (object) id of the bot identity.')
@@ -43,6 +45,10 @@ resource wafPolicy 'Microsoft.Network/ApplicationGatewayWebApplicationFirewallPo
 }
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = if (kind == 'user_assigned_identity') {
+  name: segments[8]
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = if (kind == 'key_vault') {
   name: segments[8]
 }
 
@@ -78,6 +84,16 @@ resource wafPolicyGrant 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
 
 resource identityGrant 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (kind == 'user_assigned_identity') {
   scope: identity
+  name: guid(resourceId, principalId, roleDefinitionName)
+  properties: {
+    roleDefinitionId: roleDefinitionId
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource vaultGrant 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (kind == 'key_vault') {
+  scope: vault
   name: guid(resourceId, principalId, roleDefinitionName)
   properties: {
     roleDefinitionId: roleDefinitionId

@@ -4,9 +4,17 @@
 // when a call is added there without its action here, or an action here has no call.
 //
 // - a custom role on each target gateway: read/write gateways, backend health (cached and on
-//   demand) and the async-operation reads a long-running PUT/POST polls;
-// - one custom role per linked-resource kind with the single join/assign action a whole-gateway
-//   PUT needs (ARM re-checks every resource the gateway links to), each granted on that
+//   demand);
+// - a custom role on each target gateway's resource group with only the async-operation reads a
+//   long-running PUT/POST polls: the status URLs (/subscriptions/{s}/providers/Microsoft.Network/
+//   locations/{loc}/operations|operationResults/{id}) are not under the gateway, and "if you only
+//   have permission at the resource level, you can start the operation but you can't track its
+//   status" (https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations);
+// - one custom role per linked-resource kind with what a whole-gateway PUT needs on it (ARM
+//   re-checks every resource the gateway links to): read and join/action on existing subnets,
+//   public IPs and WAF policies, assign/action on user-assigned identities
+//   (https://learn.microsoft.com/azure/application-gateway/configuration-infrastructure#permissions),
+//   deploy/action on a Key Vault a gateway certificate references; each granted on that
 //   resource only;
 // - certificates/read (a data action, not secrets) on the trusted-source Key Vault, when given;
 // - Storage Blob Data Owner, Queue and Table Data Contributor on the bot's own account only.
@@ -44,25 +52,50 @@ var gatewayActions = [
   'Microsoft.Network/applicationGateways/write'
   'Microsoft.Network/applicationGateways/backendhealth/action'
   'Microsoft.Network/applicationGateways/getBackendHealthOnDemand/action'
+]
+
+// Tracking a PUT (Azure-AsyncOperation) and backend health (Location): granted on the group.
+var operationActions = [
   'Microsoft.Network/locations/operations/read'
   'Microsoft.Network/locations/operationResults/read'
 ]
+
+// Each target gateway's resource group once ('/subscriptions/<s>/resourcegroups/<g>').
+var gatewayGroups = [for id in gatewayIds: toLower('/subscriptions/${split(id, '/')[2]}/resourceGroups/${split(id, '/')[4]}')]
+var gatewayGroupIds = union(gatewayGroups, [])
 
 // Kind names are the keys of shared/cloud/arm.py LINKED_RESOURCE_ACTIONS.
 var subnetIds = filter(linkedResourceIds, id => contains(toLower(id), '/subnets/'))
 var publicIpIds = filter(linkedResourceIds, id => contains(toLower(id), '/publicipaddresses/'))
 var wafPolicyIds = filter(linkedResourceIds, id => contains(toLower(id), '/applicationgatewaywebapplicationfirewallpolicies/'))
 var identityIds = filter(linkedResourceIds, id => contains(toLower(id), '/userassignedidentities/'))
+var keyVaultIds = filter(linkedResourceIds, id => contains(toLower(id), '/microsoft.keyvault/vaults/'))
 
 resource gatewayRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-gateway')
   properties: {
     roleName: 'App Gateway Cert Bot - gateway (${roleNameSuffix})'
-    description: 'Read and write Application Gateways, read backend health, poll async operations.'
+    description: 'Read and write Application Gateways, read backend health.'
     type: 'customRole'
     permissions: [
       {
         actions: gatewayActions
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+resource operationsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-operations')
+  properties: {
+    roleName: 'App Gateway Cert Bot - track operations (${roleNameSuffix})'
+    description: 'Read the status of Microsoft.Network asynchronous operations (gateway updates, backend health).'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: operationActions
         notActions: []
       }
     ]
@@ -79,6 +112,7 @@ resource subnetJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
     permissions: [
       {
         actions: [
+          'Microsoft.Network/virtualNetworks/subnets/read'
           'Microsoft.Network/virtualNetworks/subnets/join/action'
         ]
         notActions: []
@@ -97,6 +131,7 @@ resource publicIpJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
     permissions: [
       {
         actions: [
+          'Microsoft.Network/publicIPAddresses/read'
           'Microsoft.Network/publicIPAddresses/join/action'
         ]
         notActions: []
@@ -115,6 +150,7 @@ resource wafPolicyJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' 
     permissions: [
       {
         actions: [
+          'Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/read'
           'Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/join/action'
         ]
         notActions: []
@@ -134,6 +170,27 @@ resource identityAssignRole 'Microsoft.Authorization/roleDefinitions@2022-04-01'
       {
         actions: [
           'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
+        ]
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+// A gateway certificate that references a Key Vault secret (keyVaultSecretId): "Enables access to
+// secrets in a key vault when deploying Azure resources"; it does not let the bot read a secret.
+// https://learn.microsoft.com/azure/role-based-access-control/permissions/security#microsoftkeyvault
+resource keyVaultDeployRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-key-vault-reference')
+  properties: {
+    roleName: 'App Gateway Cert Bot - reference Key Vault secrets (${roleNameSuffix})'
+    description: 'Lets a gateway PUT keep its Key Vault certificate references.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.KeyVault/vaults/deploy/action'
         ]
         notActions: []
       }
@@ -172,6 +229,17 @@ module gatewayGrants 'rbac-gateway.bicep' = [
     params: {
       gatewayName: last(split(gatewayId, '/'))
       roleDefinitionName: gatewayRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module operationGrants 'rbac-operations.bicep' = [
+  for (groupId, i) in gatewayGroupIds: {
+    name: 'bot-rbac-operations-${i}'
+    scope: resourceGroup(split(groupId, '/')[2], split(groupId, '/')[4])
+    params: {
+      roleDefinitionName: operationsRole.name
       principalId: principalId
     }
   }
@@ -229,9 +297,24 @@ module identityGrants 'rbac-linked.bicep' = [
   }
 ]
 
+module keyVaultReferenceGrants 'rbac-linked.bicep' = [
+  for (resourceId, i) in keyVaultIds: {
+    name: 'bot-rbac-key-vault-reference-${i}'
+    scope: resourceGroup(split(resourceId, '/')[2], split(resourceId, '/')[4])
+    params: {
+      kind: 'key_vault'
+      resourceId: resourceId
+      roleDefinitionName: keyVaultDeployRole.name
+      principalId: principalId
+    }
+  }
+]
+
+// ARM evaluates a module's scope even when its condition is false, and split('', '/') has no
+// index 2 (Azure/bicep #2371, #11463): without a Key Vault the scope falls back to the bot's group.
 module keyVaultGrant 'rbac-keyvault.bicep' = if (!empty(keyVaultId)) {
   name: 'bot-rbac-key-vault'
-  scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
+  scope: empty(keyVaultId) ? resourceGroup(resourceGroupName) : resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
   params: {
     keyVaultName: last(split(keyVaultId, '/'))
     roleDefinitionName: keyVaultCertificateReaderRole.name
@@ -249,3 +332,4 @@ module storageGrants 'rbac-storage.bicep' = {
 }
 
 output gatewayRoleId string = gatewayRole.id
+output operationsRoleId string = operationsRole.id

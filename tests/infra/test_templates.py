@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import infra_checks as checks  # loaded from infra/checks.py by conftest.py
 import pytest
 
-from shared.cloud.arm import ARM_ACTIONS, LINKED_RESOURCE_ACTIONS
+from shared.cloud.arm import ARM_ACTIONS, LINKED_RESOURCE_ACTIONS, LINKED_RESOURCE_READS
 from shared.common.settings import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,13 @@ STORAGE_ROLES = {
 }
 # Reading a Key Vault certificate's public part; the secret (private key) is never needed.
 KEY_VAULT_DATA_ACTIONS = {"Microsoft.KeyVault/vaults/certificates/read"}
+# Entra ID ingestion into the bot's own Application Insights (DisableLocalAuth).
+MONITORING_ROLES = {"3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher"}
+# Tracking a PUT or backend health: granted on the gateway's resource group (async-operations).
+OPERATION_ACTIONS = {
+    "Microsoft.Network/locations/operations/read",
+    "Microsoft.Network/locations/operationResults/read",
+}
 ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
 BOT_SETTINGS = {s.name: s for s in SETTINGS if s.consumer == "bot"}
 
@@ -111,12 +119,36 @@ def test_checkov_passes_with_every_skip_justified() -> None:
 
 def test_gateway_role_grants_exactly_the_arm_calls_the_bot_makes(rbac: Any) -> None:
     (grant,) = rbac.modules("modules/rbac-gateway.bicep")
-    role_symbol = _symbol(grant.params["roleDefinitionName"])
-    role = _role(rbac, role_symbol)
-    assert role.actions == set(ARM_ACTIONS.values())
-    assert not role.not_actions and not role.data_actions
+    role = _role(rbac, _symbol(grant.params["roleDefinitionName"]))
+    (tracking,) = rbac.modules("modules/rbac-operations.bicep")
+    operations = _role(rbac, _symbol(tracking.params["roleDefinitionName"]))
+    assert role.actions | operations.actions == set(ARM_ACTIONS.values())
+    assert operations.actions == OPERATION_ACTIONS
+    assert not role.actions & OPERATION_ACTIONS, "operation reads on the gateway are useless"
+    for granted in (role, operations):
+        assert not granted.not_actions and not granted.data_actions
     # One grant per target gateway, on the gateway itself.
     assert grant.loop["detail"]["array_name"] == "gatewayIds"
+
+
+def test_operation_tracking_is_granted_on_each_gateways_resource_group(
+    templates: dict[str, Any], rbac: Any
+) -> None:
+    """ "If you only have permission at the resource level, you can start the operation but you
+    can't track its status" (learn.microsoft.com/azure/azure-resource-manager/management/
+    async-operations): the status URLs are /subscriptions/{s}/providers/Microsoft.Network/..."""
+    (tracking,) = rbac.modules("modules/rbac-operations.bicep")
+    groups = tracking.loop["detail"]["array_name"]
+    union = rbac.variables[groups]["function"]
+    assert union["type"] == "union", "each group once"
+    per_gateway = rbac.variables[union["parameters"]["arg_1"]]
+    assert per_gateway["loop_type"]["detail"]["array_name"] == "gatewayIds"
+    assert "resourceGroups/${split(id, '/')[4]}" in json.dumps(per_gateway["config"])
+    call = _call(tracking.body["scope"])
+    assert call["type"] == "resource_group"
+    template = templates["modules/rbac-operations.bicep"]
+    (assignment,) = template.resources(ROLE_ASSIGNMENTS)
+    assert "scope" not in assignment.body, "assigned on the module's group itself"
 
 
 def test_gateway_role_is_assigned_on_the_gateway(templates: dict[str, Any]) -> None:
@@ -138,12 +170,15 @@ def test_each_linked_resource_kind_gets_only_its_action_on_that_resource(
         kind = grant.params["kind"]
         action = LINKED_RESOURCE_ACTIONS[kind]
         role = _role(rbac, _symbol(grant.params["roleDefinitionName"]))
-        assert role.actions == {action}, kind
+        # configuration-infrastructure#permissions: read AND join/action on existing subnets,
+        # public IPs and WAF policies.
+        reads = {LINKED_RESOURCE_READS[kind]} if kind in LINKED_RESOURCE_READS else set()
+        assert role.actions == {action} | reads, kind
         assert not role.data_actions, kind
         # The ids looped over are the linked ids of this kind's resource type.
         type_segment = f"/{_resource_type(action).rsplit('/', 1)[1].lower()}/"
         ids_var = grant.loop["detail"]["array_name"]
-        assert type_segment in set(_strings(rbac.variables[ids_var])), kind
+        assert any(type_segment in t for t in _strings(rbac.variables[ids_var])), kind
 
     by_kind: dict[str, list[Any]] = {}
     for assignment in linked.resources(ROLE_ASSIGNMENTS):
@@ -191,7 +226,8 @@ def test_no_broad_built_in_role_anywhere(templates: dict[str, Any]) -> None:
         for assignment in template.resources(ROLE_ASSIGNMENTS):
             guids = _guids(template, assignment.properties["roleDefinitionId"])
             # Built-in roles appear as GUID literals; custom roles come in as a parameter.
-            assert guids <= set(STORAGE_ROLES), f"{template.name}:{assignment.symbol}"
+            allowed = set(STORAGE_ROLES) | set(MONITORING_ROLES)
+            assert guids <= allowed, f"{template.name}:{assignment.symbol}"
 
 
 def test_custom_roles_have_no_wildcards(templates: dict[str, Any]) -> None:
@@ -358,24 +394,108 @@ def test_metric_alert_per_gateway_on_unhealthy_hosts_by_settings_pool(
     assert _symbol(action["actionGroupId"]) == "actionGroup"
 
 
-def test_post_deploy_step_reads_the_host_key(templates: dict[str, Any]) -> None:
+def test_post_deploy_step_reads_the_alert_functions_own_key(templates: dict[str, Any]) -> None:
+    """A host key would also open /api/fix, /api/jobs and /api/proposals."""
     step = templates["alerts.bicep"]
     (module,) = step.modules("modules/alerts.bicep")
-    key = _call(module.params["functionKey"])
+    expression = module.params["functionKey"]
+    assert expression["operator"]["operands"]["operand_2"] == "default"
+    key = _call(expression)
     assert key["parameters"]["func_name"] == "listKeys"
-    assert key["parameters"]["resource_identifier"] == "${site.id}/host/default"
+    assert key["parameters"]["resource_identifier"] == "${site.id}/functions/${alertFunctionName}"
+    assert "host/" not in json.dumps(module.params)
     assert "functionKey" not in json.dumps(step.outputs), "the key must not be an output"
+
+
+# --- first-try deployability (issue 12) -----------------------------------------------------
+
+
+def test_conditional_key_vault_module_has_a_guarded_scope(rbac: Any) -> None:
+    """ARM evaluates a module's scope even when its condition is false (Azure/bicep #2371,
+    #11463): without a Key Vault, split('', '/')[2] would fail the deployment."""
+    for module in rbac.modules():
+        scope = module.body.get("scope")
+        if module.condition is None or not isinstance(scope, dict):
+            continue
+        tested = {s for s in _strings(module.condition) if s in rbac.parameters}
+        for name in tested:
+            if name not in json.dumps(scope):
+                continue
+            conditional = scope.get("operator", {})
+            assert conditional.get("type") == "conditional", module.symbol
+            guard = conditional["operands"]
+            assert guard["condition"] == {
+                "function": {"type": "empty", "parameters": {"item_to_test": name}}
+            }, module.symbol
+            assert name not in json.dumps(guard["true_value"]), module.symbol
+    assert rbac.modules("modules/rbac-keyvault.bicep")[0].condition is not None
+
+
+def test_application_insights_takes_entra_id_ingestion_only(templates: dict[str, Any]) -> None:
+    monitoring = templates["modules/monitoring.bicep"]
+    (component,) = monitoring.resources("Microsoft.Insights/components")
+    assert component.properties["DisableLocalAuth"] is True
+    (assignment,) = monitoring.resources(ROLE_ASSIGNMENTS)
+    assert monitoring.resource(assignment.body["scope"]).symbol == component.symbol
+    assert _guids(monitoring, assignment.properties["roleDefinitionId"]) == set(MONITORING_ROLES)
+    platform = templates["modules/functionapp.bicep"].variables["platformSettings"]
+    assert platform["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
+        "Authorization=AAD;ClientId=${identityClientId}"
+    )
+
+
+def test_approval_endpoints_admit_only_the_given_principals(
+    templates: dict[str, Any], main: Any
+) -> None:
+    (auth,) = templates["modules/auth.bicep"].resources("Microsoft.Web/sites/config")
+    validation = auth.properties["identityProviders"]["azureActiveDirectory"]["validation"]
+    policy = json.dumps(validation["defaultAuthorizationPolicy"])
+    assert "allowedPrincipals" in policy and "allowedPrincipalIds" in policy
+    (module,) = main.modules("modules/auth.bicep")
+    assert module.params["allowedPrincipalIds"] == "approverIds"
+
+
+def test_comma_separated_ids_are_trimmed(main: Any, templates: dict[str, Any]) -> None:
+    def trimmed(template: Any, name: str) -> bool:
+        value = template.variables[name]
+        return "loop_type" in value and value["config"] == {
+            "function": {"type": "trim", "parameters": {"string_to_trim": "id"}}
+        }
+
+    for name in ("gatewayIds", "linkedIds", "approverIds"):
+        assert trimmed(main, name), name
+    step = templates["alerts.bicep"]
+    (module,) = step.modules("modules/alerts.bicep")
+    assert trimmed(step, module.params["gatewayIds"])
 
 
 # --- azd and docs --------------------------------------------------------------------------
 
 
+def _azd_substituted(text: str) -> str:
+    """main.parameters.json as azd reads it: ${NAME=default} -> default, ${NAME} -> x."""
+    return re.sub(
+        r"\$\{([A-Z_]+)(?:=([^}]*))?\}", lambda m: m[2] if m[2] is not None else "x", text
+    )
+
+
 def test_main_parameters_file_matches_main_bicep(main: Any) -> None:
-    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    raw = (INFRA / "main.parameters.json").read_text()
+    values = json.loads(_azd_substituted(raw))["parameters"]
     params = main.parameters
     assert set(values) <= set(params), sorted(set(values) - set(params))
     required = {name for name, p in params.items() if p["default"] is None}
     assert required <= set(values), sorted(required - set(values))
+    # Typed values keep their type (azd substitutes before it parses the JSON).
+    assert values["killSwitch"]["value"] is False
+    assert values["roleAssignableScopes"]["value"] == []
+
+
+def test_settings_documented_for_azd_are_mapped() -> None:
+    values = json.loads(_azd_substituted((INFRA / "main.parameters.json").read_text()))
+    documented = {"killSwitch", "trustedSubjectPattern", "storageNetworkDefaultAction"}
+    documented |= {"roleAssignableScopes", "approverObjectIds"}
+    assert documented <= set(values["parameters"]), sorted(documented - set(values["parameters"]))
 
 
 def test_azure_yaml_deploys_the_bot_and_wires_alerts_after_deploy() -> None:
@@ -386,6 +506,12 @@ def test_azure_yaml_deploys_the_bot_and_wires_alerts_after_deploy() -> None:
     assert "postdeploy:" in lines
     assert text.count("az deployment group create") >= 1
     assert "infra/alerts.bicep" in text
+    # The hooks name the subscription; az's own default may be another one.
+    assert text.count('--subscription "$AZURE_SUBSCRIPTION_ID"') == 2
+    assert text.count('--subscription "$env:AZURE_SUBSCRIPTION_ID"') == 2
+    # Flex Consumption's subnet delegation needs Microsoft.App registered.
+    assert "preprovision:" in lines
+    assert text.count("az provider register --namespace Microsoft.App") == 2
 
 
 def test_deploy_doc_covers_parameters_and_limits(main: Any) -> None:
