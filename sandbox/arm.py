@@ -1,9 +1,10 @@
 """Local Azure Resource Manager for Microsoft.Network/applicationGateways, over HTTPS.
 
-Speaks the real ARM protocol the azure-mgmt-network SDK expects (ref = shared/reference/
-appgw-backend-tls.md §4, §6): bearer tokens, case-insensitive paths, weak ETags, PUT as a
-long-running operation with Azure-AsyncOperation, backend health as a Location LRO, ARM-shaped
-errors. Backend health is computed by really probing the pool members (sandbox.health_rules).
+Speaks the real ARM protocol the azure-mgmt-network SDK expects (see
+docs/sources.md#arm-lro and docs/sources.md#overlapping-writes): bearer tokens, case-insensitive
+paths, weak ETags, PUT as a long-running operation with Azure-AsyncOperation, backend health as a
+Location LRO, ARM-shaped errors. Backend health is computed by really probing the pool members
+(sandbox.health_rules).
 
 Control endpoint (no auth, loopback only, never subject to faults) under `{url}/sandbox`:
   GET    /sandbox/requests        -> [{"method", "path", "status"}] of every ARM request served
@@ -13,9 +14,23 @@ Control endpoint (no auth, loopback only, never subject to faults) under `{url}/
   POST   /sandbox/faults          -> add rules (sandbox/faults.py; 400 if any rule is invalid)
   DELETE /sandbox/faults          -> clear every rule
 
-Options (scenario `options`): lro_delay_seconds, health_lro_seconds, retry_after_seconds,
-conflict ("409" | "429" | "none": what an overlapping PUT gets), probe_interval_seconds,
-probe_timeout_cap_seconds, hosts, resource_groups, faults (rules, as POSTed), clock (tests).
+  GET    /sandbox/operations      -> [{"id", "gateway", "by", "status", "error"}] of every gateway
+                                      write operation (ours and `another_writer`'s)
+
+Options (scenario `options`): lro_delay_seconds, health_lro_seconds, retry_after_seconds (when
+given, sent on the gateway PUT, its operation polls and backend-health 202s, which send none by
+default),
+conflict (what a PUT gets while another write runs on the gateway: "supersede", the default, as
+Azure does: accepted, the earlier operation ends Canceled; or "409" / "429": refused),
+probe_interval_seconds, probe_timeout_cap_seconds, hosts, resource_groups, faults (rules, as
+POSTed), clock (tests).
+
+The write protocol follows recorded real traffic (tests/data/recorded/, SOURCES.md): update PUT
+200, create 201, `Azure-AsyncOperation` on both, no `Location`, no `ETag` and no `Retry-After`
+header on PUT responses; `provisioningState` `Updating` in the PUT body and on GET until the
+operation ends; status bodies exactly {"status": "InProgress"} / {"status": "Succeeded"}, 200;
+a PUT while the gateway is `Updating` is accepted (cli_ag_auth_cert_v1.json: four PUTs within
+6 s, each 200 with its own Azure-AsyncOperation) and the earlier operation ends Canceled.
 """
 
 from __future__ import annotations
@@ -41,7 +56,16 @@ from cryptography import x509
 
 from sandbox import arm_validation as val
 from sandbox.arm_validation import ArmError
-from sandbox.faults import AfterGet, Effect, ErrorReply, FaultBook, FaultError, LroEnd, merge_patch
+from sandbox.faults import (
+    AfterGet,
+    Effect,
+    ErrorReply,
+    FaultBook,
+    FaultError,
+    LroEnd,
+    merge_patch,
+    superseded_error,
+)
 from sandbox.health_rules import (
     PairPlan,
     ProbeLimits,
@@ -78,8 +102,9 @@ class _WriteOp:
     done_at: float
     status: str = "InProgress"
     final: str = "Succeeded"  # Succeeded | Failed | Canceled (faults)
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     touches_gateway: bool = True  # the gateway's provisioningState follows this operation
+    by: str = "client"  # client (a PUT) | another_writer (a fault's overlapping writer)
 
 
 @dataclass
@@ -122,17 +147,28 @@ class ArmEmulator:
         verify_token: Callable[[str], bool],
         well_known_roots: list[bytes],
         options: dict,
+        authorizer: Any = None,
     ) -> None:
         self.subscription_id = subscription_id
         self._tls = (tls_cert_pem, tls_key_pem)
         self._verify_token = verify_token
+        # sandbox.rbac.Authorizer when started with --rbac; None lets every valid token in.
+        self._authorizer = authorizer
         self._options = dict(options)
         # Injectable for tests: drives LRO completion and the probe-interval cache.
         self._clock: Callable[[], float] = options.get("clock") or time.monotonic
         self._lro_delay = float(options.get("lro_delay_seconds", 2.0))
         self._health_lro = float(options.get("health_lro_seconds", 0.5))
         self._retry_after = str(int(options.get("retry_after_seconds", 1)))
-        self._conflict = str(options.get("conflict", "409"))
+        # NRP sends no Retry-After on the gateway PUT, its status polls or backend health
+        # (cli_ag_auth_cert_v1.json idx 9, cli_ag_root_cert_v2.json 05:25:58-05:26:20,
+        # cli_ag_backend_health_v2.json): clients poll at their own cadence. Only an explicit
+        # `retry_after_seconds` adds one (429 faults and the 429 overlap mode always send one).
+        self._op_retry_after: dict[str, str] = (
+            {"Retry-After": self._retry_after} if "retry_after_seconds" in options else {}
+        )
+        # "none" is the older name of the default: the overlapping PUT is accepted.
+        self._conflict = str(options.get("conflict", "supersede"))
         interval_cap = options.get("probe_interval_seconds")
         self._limits = ProbeLimits(
             hosts={k.lower(): v for k, v in (options.get("hosts") or {}).items()},
@@ -180,7 +216,7 @@ class ArmEmulator:
         self._probes.shutdown(wait=False, cancel_futures=True)
 
     def gateway_document(self, gateway_id: str) -> dict:
-        """The stored document, hidden certificate data included (for tests)."""
+        """The stored document, sslCertificates' PFX `data` and `password` included (for tests)."""
         with self._lock:
             self._settle()
             return copy.deepcopy(self._gateways[gateway_id.lower()])
@@ -239,7 +275,8 @@ class ArmEmulator:
                 if self._busy.get(op.gateway_key) == op_id:
                     del self._busy[op.gateway_key]
                     if op.touches_gateway and op.gateway_key in self._gateways:
-                        # A failed update leaves the gateway Failed (ref §6, azure-cli #32961).
+                        # A failed update leaves the gateway Failed
+                        # (docs/sources.md#overlapping-writes).
                         state = "Failed" if op.final == "Failed" else "Succeeded"
                         self._set_state(self._gateways[op.gateway_key], state)
 
@@ -264,14 +301,29 @@ class ArmEmulator:
             match = pattern.match(request.path)
             if match and method == request.method:
                 request.params = match.groupdict()
+                self._authorize(request, name)
                 request.effect = self._fault_for(request, name)
                 if isinstance(request.effect, ErrorReply):
                     reply = request.effect
                     raise ArmError(reply.status, reply.code, reply.message, headers=reply.headers)
                 self._check_subscription(request.params["sub"])
                 handler: Callable[[Request], Response] = getattr(self, f"_route_{name}")
-                return handler(request)
+                response = handler(request)
+                if self._authorizer is not None:
+                    self._authorizer.observe(name, request.params, response.headers)
+                return response
         raise ArmError(404, "NotFound", f"No route for {request.method} {request.path}.")
+
+    def _authorize(self, request: Request, route: str) -> None:
+        """Role-based access control (sandbox/rbac.py), after authentication, before the route."""
+        if self._authorizer is None:
+            return
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        body = None
+        if request.method == "PUT":
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                body = json.loads(request.body or b"null")
+        self._authorizer.authorize(token, route, request.params, body)
 
     def _authenticate(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -353,13 +405,21 @@ class ArmEmulator:
         with self._lock:
             self._settle()
             response = Response(200, val.redact(self._existing(request)))
+            # GET 200 carries the ETag header too (cli_ag_auth_cert_v1.json idx 7,
+            # cli_ag_root_cert_v2.json 05:26:20); PUT responses do not (see _route_put).
+            response.headers["ETag"] = str(response.body.get("etag", ""))
             if isinstance(request.effect, AfterGet):
-                self._other_writer(self._gateway_key(request), request.effect.patch)
+                effect = request.effect
+                self._other_writer(self._gateway_key(request), effect.patch, effect.seconds)
             return response
 
-    def _other_writer(self, key: str, patch: dict) -> None:
+    def _other_writer(self, key: str, patch: dict, seconds: float = 0.0) -> None:
         """Someone else (Terraform, a pipeline) writes the gateway between a client's GET and
-        PUT (peers.md §0; appgw-backend-tls.md §6: ARM does not honour If-Match here)."""
+        PUT (docs/sources.md#overlapping-writes: ARM does not honour If-Match here).
+
+        `seconds` > 0: their write is a PUT whose operation runs that long, as ours would: the
+        gateway is `Updating` meanwhile and a PUT in that time supersedes (cancels) it.
+        """
         previous = self._gateways[key]
         doc = merge_patch(previous, patch)
         record: dict[str, str | None] = {"gateway": previous["id"], "etag": None, "error": None}
@@ -371,6 +431,12 @@ class ArmEmulator:
             return
         val.keep_hidden_data(doc, previous)
         state = previous.get("properties", {}).get("provisioningState", "Succeeded")
+        if seconds > 0:
+            op_id = str(uuid.uuid4())
+            self._supersede(key, op_id)
+            self._write_ops[op_id] = _WriteOp(key, self._clock() + seconds, by="another_writer")
+            self._busy[key] = op_id
+            state = "Updating"
         self._stamp(doc, previous["id"], state=state, keep_child_ids=False)
         self._gateways[key] = doc
         record["etag"] = doc["etag"]
@@ -415,21 +481,44 @@ class ArmEmulator:
             op_id = str(uuid.uuid4())
             op = self._write_op(key, request.effect)
             if op.touches_gateway:
+                # Accepted even while another operation runs; that one ends Canceled.
+                self._supersede(key, op_id)
                 if self._commits(request.effect):
                     self._gateways[key] = doc
                 elif previous is not None:
                     # Fails without taking the body: the old document ends Failed.
                     self._stamp(previous, gateway_id, state="Updating", keep_child_ids=True)
                 self._busy[key] = op_id
+            elif previous is not None:
+                # Superseded by someone else's PUT of the old content: still a new ETag, as
+                # every accepted PUT gives one (cli_ag_auth_cert_v1.json, findings (d)).
+                state = str(previous.get("properties", {}).get("provisioningState", "Succeeded"))
+                self._stamp(previous, gateway_id, state=state, keep_child_ids=True)
             self._write_ops[op_id] = op
             response_body = val.redact(doc)
-        location = str(doc.get("location") or "local")
+        # Lower-case location segment, `operations` (not operationResults), same api-version as
+        # the PUT (cli_ag_auth_cert_v1.json idx 9, cli_ag_root_cert_v2.json 05:25:58).
+        location = str(doc.get("location") or "local").replace(" ", "").lower()
         op_url = (
             f"{self.url}/subscriptions/{request.params['sub']}/providers/Microsoft.Network/"
             f"locations/{location}/operations/{op_id}?api-version={self._api_version(request)}"
         )
-        headers = {"Azure-AsyncOperation": op_url, "Retry-After": self._retry_after}
+        # Azure-AsyncOperation only: no Location, no ETag, no Retry-After (cli_ag_auth_cert_v1.json
+        # idx 9/11/13/15, cli_ag_root_cert_v2.json 05:25:58); update 200, create 201
+        # (java_ag_kv_sslcert_identity.json 06:13:42).
+        headers = {"Azure-AsyncOperation": op_url, **self._op_retry_after}
         return Response(200 if previous else 201, response_body, headers)
+
+    def _supersede(self, key: str, op_id: str) -> None:
+        """A write accepted while another operation runs on the gateway cancels that operation
+        (caller holds the lock). Its status becomes Canceled with the superseded code in
+        `error.details` (sandbox.faults.superseded_error); its body stays overwritten."""
+        old_id = self._busy.pop(key, None)
+        old = self._write_ops.get(old_id) if old_id else None
+        if old is None or old.status != "InProgress":
+            return
+        old.status = old.final = "Canceled"
+        old.error = superseded_error(op_id)
 
     @staticmethod
     def _commits(effect: Effect | None) -> bool:
@@ -440,10 +529,13 @@ class ArmEmulator:
         if not isinstance(effect, LroEnd):
             return _WriteOp(key, self._clock() + self._lro_delay)
         delay = self._lro_delay if effect.seconds is None else effect.seconds
-        error = None
+        error: dict[str, Any] | None = None
         if effect.code:
             error = {"code": effect.code, "message": effect.message or effect.code}
-        # A superseded PUT never touches the gateway: the superseding writer owns it (ref §6).
+            if effect.details:
+                error["details"] = [dict(d) for d in effect.details]
+        # A superseded PUT never touches the gateway: the superseding writer owns it
+        # (docs/sources.md#overlapping-writes).
         touches = effect.commit or effect.status == "Failed"
         return _WriteOp(
             key, self._clock() + delay, final=effect.status, error=error, touches_gateway=touches
@@ -457,8 +549,10 @@ class ArmEmulator:
         )
 
     def _check_conflict(self, key: str) -> None:
-        """A write while another runs on the same gateway (ref §5, §6 concurrency errors)."""
-        if key not in self._busy or self._conflict == "none":
+        """A write while another runs on the same gateway, in the 409 / 429 modes only
+        (docs/sources.md#overlapping-writes); by default it is accepted and supersedes
+        (_supersede)."""
+        if key not in self._busy or self._conflict in {"supersede", "none"}:
             return
         op_id = self._busy[key]
         if self._conflict == "429":
@@ -483,11 +577,13 @@ class ArmEmulator:
             op = self._write_ops.get(request.params["op"].lower())
         if op is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
+        # Exactly {"status": "InProgress"} / {"status": "Succeeded"}, 200, no Retry-After unless
+        # the option asks (cli_ag_root_cert_v2.json 05:26:09 / 05:26:20).
         if op.status == "InProgress":
-            return Response(200, {"status": "InProgress"}, {"Retry-After": self._retry_after})
+            return Response(200, {"status": "InProgress"}, dict(self._op_retry_after))
         if op.error is not None:
-            # What the SDK turns into HttpResponseError with error.code (functions-and-alerts §7.3).
-            return Response(200, {"status": op.status, "error": dict(op.error)})
+            # What the SDK turns into HttpResponseError with error.code (docs/sources.md#arm-lro).
+            return Response(200, {"status": op.status, "error": copy.deepcopy(op.error)})
         return Response(200, {"status": op.status})
 
     # ---- backend health --------------------------------------------------------------------
@@ -527,7 +623,8 @@ class ArmEmulator:
         job = _HealthJob(self._jobs.submit(compute), time.monotonic() + self._health_lro, location)
         with self._lock:
             self._health_jobs[job_id] = job
-        return Response(202, None, {"Location": location, "Retry-After": self._retry_after})
+        # No Retry-After unless the option asks (cli_ag_backend_health_v2.json POST and polls).
+        return Response(202, None, {"Location": location, **self._op_retry_after})
 
     def _route_op_result(self, request: Request) -> Response:
         with self._lock:
@@ -535,14 +632,15 @@ class ArmEmulator:
         if job is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
         if not job.future.done() or time.monotonic() < job.not_before:
-            return Response(202, None, {"Location": job.location, "Retry-After": self._retry_after})
+            return Response(202, None, {"Location": job.location, **self._op_retry_after})
         try:
             return Response(200, job.future.result())
         except Exception as exc:
             raise ArmError(500, "InternalServerError", f"Backend health failed: {exc}") from exc
 
     def _gateway_health(self, doc: dict, expand: bool) -> dict:
-        """Cached per (pool, settings, member) and refreshed per probe interval (ref §1.4)."""
+        """Cached per (pool, settings, member) and refreshed per probe interval
+        (docs/sources.md#health-states)."""
         plans = plan_gateway(doc, self._limits)
         gw = str(doc["id"]).lower()
         now = self._clock()
@@ -643,7 +741,20 @@ class ArmEmulator:
                 return Response(200, {"cleared": True})
             if route == "/sandbox/faults":
                 return self._control_faults(request)
+            if request.method == "GET" and route == "/sandbox/operations":
+                self._settle()
+                return Response(200, [self._op_json(i, op) for i, op in self._write_ops.items()])
         return Response(404, {"error": {"code": "NotFound", "message": "No such control route."}})
+
+    def _op_json(self, op_id: str, op: _WriteOp) -> dict[str, Any]:
+        doc = self._gateways.get(op.gateway_key)
+        return {
+            "id": op_id,
+            "gateway": doc["id"] if doc else op.gateway_key,
+            "by": op.by,
+            "status": op.status,
+            "error": copy.deepcopy(op.error) if op.status != "InProgress" else None,
+        }
 
     def _control_faults(self, request: Request) -> Response:
         """GET lists, POST adds (all rules valid or none added), DELETE clears (caller locks)."""
@@ -701,7 +812,13 @@ class HttpsEndpoint:
             key.write_bytes(tls[1])
             context.load_cert_chain(cert, key)
         self._server = TlsHttpServer(("127.0.0.1", 0), _make_handler(app), context)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        # A short poll interval: stop() waits for it (the default 0.5 s adds up over a test run).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=name,
+            daemon=True,
+        )
         self._thread.start()
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
 
@@ -715,6 +832,9 @@ def _make_handler(emulator: JsonApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "SandboxARM/1.0"
+        # TCP_NODELAY: headers and body go out as two writes; with Nagle the body waits for the
+        # client's delayed ACK (about 40 ms per response on Linux loopback).
+        disable_nagle_algorithm = True
 
         def setup(self) -> None:
             super().setup()

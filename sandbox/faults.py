@@ -12,14 +12,18 @@ A rule is a JSON object `{"kind": ..., "times": N, "after": N, ...}`:
   `gateway` a gateway name (case-insensitive). Write-path kinds always match `PUT` on `put`,
   `another_writer` always `GET` on `get`.
 
-Kinds, and the Azure behaviour each imitates (ref = shared/reference/appgw-backend-tls.md):
+Kinds, and the Azure behaviour each imitates (docs/sources.md#limits,
+docs/sources.md#overlapping-writes):
 
 | kind | effect |
 |---|---|
-| `throttle` | 429 + `Retry-After` (ref §5); code `TooManyRequests` unless `code` is given |
+| `throttle` | 429 + `Retry-After`; code `TooManyRequests` unless `code` is given |
 | `conflict` | on PUT, `outcome` `409` AnotherOperationInProgress, `429` RetryableErrorDueTo- |
-|            | AnotherOperation, or `superseded`: accepted, then the operation ends Canceled with |
-|            | CanceledAndSupersededDueToAnotherOperation and the body is NOT committed (ref §6) |
+|            | AnotherOperation (both refuse the PUT; they happen too, not only the default |
+|            | overlap), or `superseded`: accepted, then another PUT supersedes it: the body is |
+|            | NOT committed (the document gets a new ETag) and the operation ends `Canceled`, |
+|            | code `Canceled` with CanceledAndSupersededDueToAnotherOperation in `error.details` |
+|            | (azure-cli issue #21156, terraform-provider-iterative issue #341) |
 | `transient` | `status` 500 / 502 / 503 / 504 with an ARM error body |
 | `lro_failed` | PUT accepted, the operation ends Failed (`code`), the gateway's provisioningState |
 |              | becomes Failed; `commit` (default true) says whether the new body stays |
@@ -27,7 +31,9 @@ Kinds, and the Azure behaviour each imitates (ref = shared/reference/appgw-backe
 | `scope_locked` | 409 ScopeLocked on PUT (a resource lock on the resource group) |
 | `policy_denied` | 403 RequestDisallowedByPolicy on PUT |
 | `another_writer` | after a GET of the gateway is served, another writer (Terraform, a pipeline) |
-|                  | commits `patch` to the stored document with a new ETag (peers.md §0) |
+|                  | commits `patch` to the stored document with a new ETag; with          |
+|                  | `seconds` > 0 its update stays in flight that long: the gateway is `Updating` |
+|                  | and a PUT meanwhile supersedes (cancels) their operation, as Azure does |
 | `error` | any `status` / `code` / `message` / `headers` (the older `{"once": [...]}` form) |
 """
 
@@ -88,7 +94,7 @@ _PARAMS: dict[FaultKind, set[str]] = {
     FaultKind.SLOW_LRO: {"seconds"},
     FaultKind.SCOPE_LOCKED: {"lock_scope"},
     FaultKind.POLICY_DENIED: {"assignment"},
-    FaultKind.ANOTHER_WRITER: {"patch"},
+    FaultKind.ANOTHER_WRITER: {"patch", "seconds"},
     FaultKind.ERROR: {"status", "code", "message", "headers"},
 }
 _TRANSIENT_CODES = {
@@ -133,13 +139,18 @@ class LroEnd:
     code: str | None = None
     message: str | None = None
     commit: bool = True  # the new body stays in the stored document
+    details: tuple[dict[str, str], ...] = ()  # the operation error's `details` (codes, messages)
 
 
 @dataclass(frozen=True)
 class AfterGet:
-    """Serve the GET, then commit another writer's `patch` to the stored gateway."""
+    """Serve the GET, then commit another writer's `patch` to the stored gateway.
+
+    `seconds` > 0: their update is an operation still running that long (gateway `Updating`).
+    """
 
     patch: dict[str, Any]
+    seconds: float = 0.0
 
 
 Effect = ErrorReply | LroEnd | AfterGet
@@ -390,17 +401,33 @@ def _throttle(params: Mapping[str, Any], path: str) -> Effect:
     return ErrorReply(429, code, message, _retry_headers(params))
 
 
+def superseded_error(superseded_by: str) -> dict[str, Any]:
+    """The `error` of an operation another PUT superseded: top-level code `Canceled`, the
+    superseded code only inside `details` (the shape reported in azure-cli issue #21156 and
+    terraform-provider-iterative issue #341). The recordings hold no Canceled body
+    (tests/data/recorded/SOURCES.md): they only show that the overlapping PUTs are accepted."""
+    return {
+        "code": "Canceled",
+        "message": "Operation was canceled.",
+        "details": [
+            {
+                "code": SUPERSEDED,
+                "message": f"Operation was canceled and superseded by operation {superseded_by}.",
+            }
+        ],
+    }
+
+
 def _conflict(params: Mapping[str, Any], path: str) -> Effect:
     outcome = params["outcome"]
     if outcome == "superseded":
+        error = superseded_error(_operation_id())
         return LroEnd(
             "Canceled",
-            code=SUPERSEDED,
-            message=(
-                f"Operation PutApplicationGatewayOperation ({_operation_id()}) was canceled and "
-                f"superseded by operation PutApplicationGatewayOperation ({_operation_id()})."
-            ),
+            code=error["code"],
+            message=error["message"],
             commit=False,
+            details=tuple(error["details"]),
         )
     if outcome == "429":
         return ErrorReply(
@@ -463,7 +490,7 @@ def _policy_denied(params: Mapping[str, Any], path: str) -> Effect:
 
 
 def _another_writer(params: Mapping[str, Any], path: str) -> Effect:
-    return AfterGet(copy.deepcopy(params["patch"]))
+    return AfterGet(copy.deepcopy(params["patch"]), float(params.get("seconds") or 0.0))
 
 
 def _error(params: Mapping[str, Any], path: str) -> Effect:

@@ -1,22 +1,26 @@
 """Backend-health rules of the emulated Application Gateway, and the prober that applies them.
 
-Facts cite `shared/reference/appgw-backend-tls.md` ("ref §N"). The prober really connects to
+Facts cite `docs/sources.md` by anchor. The prober really connects to
 each pool member (loopback only), captures the presented chain with pyOpenSSL (verification
 off) and does the SKU's certificate checks itself with `cryptography`. Every verdict is looked
 up in RULES, the one table of outcome -> health + probe-log text.
 
-Decisions where the reference is silent:
-- A peer that does not speak TLS on an HTTPS port gets the "could not connect" text (ref §1.3).
-- v1 settings that reference no authentication certificate pin nothing (ref §3: trusted Azure
-  services need no auth cert); then only expiry and, for an FQDN member, the CN are checked.
+Decisions where the sources are silent:
+- A peer that does not speak TLS on an HTTPS port gets the "could not connect" text
+  (docs/sources.md#probe-log-texts).
+- v1 settings that reference no authentication certificate pin nothing
+  (docs/sources.md#backend-trust: trusted Azure services need no auth cert); then only expiry and,
+  for an FQDN member, the CN are checked.
 - v2 health probes use SNI = custom probe host > `sniName` > settings hostName (or the member
-  FQDN with pickHostNameFromBackendAddress) > member FQDN; IPs are never SNI (ref §2.1, §2.3).
+  FQDN with pickHostNameFromBackendAddress) > member FQDN; IPs are never SNI
+  (docs/sources.md#sni-rules).
   The on-demand test probe ignores `sniName`, `validateSNI` and `validateCertChainAndExpiry`
-  (ref §2.3: "These settings don't apply to test probe functionality").
+  (docs/sources.md#sni-rules: "These settings don't apply to test probe functionality").
 - With no host name at all (IP member, no host anywhere) v2 skips the name check: there is
   nothing to compare against.
 - FQDN members resolve only through the `hosts` option (never DNS); anything outside
-  127.0.0.0/8 is never contacted and reports Unknown (ref §1.3 Unknown text).
+  127.0.0.0/8 is never contacted and reports Unknown
+  (docs/sources.md#probe-log-texts, the Unknown text).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
 UNKNOWN = "Unknown"
 
-V2_TIERS = frozenset({"standard_v2", "waf_v2", "basic"})  # ref §3, §9: Basic is a v2 SKU
+V2_TIERS = frozenset({"standard_v2", "waf_v2", "basic"})  # docs/sources.md#sku-and-retirement
 
 
 class Outcome(enum.StrEnum):
@@ -90,25 +94,31 @@ _UNKNOWN = (
 )
 
 RULES: tuple[Rule, ...] = (
-    Rule(Outcome.SUCCESS, "any", HEALTHY, "Success. Received {status} status code", "ref §1.3"),
-    Rule(Outcome.UNREACHABLE, "any", UNKNOWN, _UNKNOWN, "ref §1.3 Unknown state"),
-    Rule(Outcome.CONNECT_FAILED, "any", UNHEALTHY, _CONNECT, "ref §1.3"),
+    Rule(
+        Outcome.SUCCESS,
+        "any",
+        HEALTHY,
+        "Success. Received {status} status code",
+        "docs/sources.md#probe-log-texts",
+    ),
+    Rule(Outcome.UNREACHABLE, "any", UNKNOWN, _UNKNOWN, "docs/sources.md#probe-log-texts Unknown"),
+    Rule(Outcome.CONNECT_FAILED, "any", UNHEALTHY, _CONNECT, "docs/sources.md#probe-log-texts"),
     Rule(
         Outcome.TIMEOUT,
         "any",
         UNHEALTHY,
         "Time taken by the backend to respond to application gateway's health probe is more than "
         "the timeout threshold in the probe setting.",
-        "ref §1.3",
+        "docs/sources.md#probe-log-texts",
     ),
-    Rule(Outcome.NOT_TLS, "any", UNHEALTHY, _CONNECT, "ref §1.3 (choice: no TLS = no connection)"),
+    Rule(Outcome.NOT_TLS, "any", UNHEALTHY, _CONNECT, "choice: no TLS = no connection"),
     Rule(
         Outcome.STATUS_MISMATCH,
         "any",
         UNHEALTHY,
         "Status code of the backend's HTTP response did not match the probe setting. "
         "Expected:{expected} Received:{received}.",
-        "ref §1.3",
+        "docs/sources.md#probe-log-texts",
     ),
     Rule(
         Outcome.BODY_MISMATCH,
@@ -116,15 +126,16 @@ RULES: tuple[Rule, ...] = (
         UNHEALTHY,
         "Body of the backend's HTTP response did not match the probe setting. Received response "
         "body doesn't contain {body}.",
-        "ref §1.3",
+        "docs/sources.md#probe-log-texts",
     ),
-    # v1 keeps the older texts (ref §1.1 note: new certificate messages are v2 only).
+    # v1 keeps the older texts (docs/sources.md#probe-log-texts: new
+    # certificate messages are v2 only).
     Rule(
         Outcome.NOT_WHITELISTED,
         "v1",
         UNHEALTHY,
         "Backend server certificate is not whitelisted with Application Gateway.",
-        "ref §1.1 row 1",
+        "docs/sources.md#probe-log-texts v1 not whitelisted",
     ),
     Rule(
         Outcome.CERT_INVALID,
@@ -133,14 +144,14 @@ RULES: tuple[Rule, ...] = (
         "Backend certificate has been marked invalid. Either the certificate is not within its "
         "validity period, or it has been revoked by the issuing authority, or there is a problem "
         "with the certificate chain.",
-        "ref §1.1 invalid or expired cert (v1)",
+        "docs/sources.md#probe-log-texts v1 invalid",
     ),
     Rule(
         Outcome.CN_MISMATCH,
         "v1",
         UNHEALTHY,
         "The Common Name (CN) of the backend certificate doesn\u2019t match.",
-        "ref §1.1 CN mismatch (v1)",
+        "docs/sources.md#probe-log-texts v1 CN mismatch",
     ),
     Rule(
         Outcome.CN_MISMATCH,
@@ -148,7 +159,7 @@ RULES: tuple[Rule, ...] = (
         UNHEALTHY,
         "The Common Name of the leaf certificate presented by the backend server does not match "
         "the Probe or Backend Setting hostname of the application gateway.",
-        "ref §1.2 CN / SNI mismatch",
+        "docs/sources.md#probe-log-texts CN / SNI mismatch",
     ),
     Rule(
         Outcome.EXPIRED,
@@ -156,7 +167,7 @@ RULES: tuple[Rule, ...] = (
         UNHEALTHY,
         'Backend certificate is invalid. Current date isn\'t within the "Valid from" and '
         '"Valid to" date range on the certificate.',
-        "ref §1.2 expired",
+        "docs/sources.md#probe-log-texts expired",
     ),
     Rule(
         Outcome.INTERMEDIATE_MISSING,
@@ -165,7 +176,7 @@ RULES: tuple[Rule, ...] = (
         "The Intermediate certificate is missing from the certificate chain presented by the "
         "backend server. Ensure the certificate chain is complete and correctly ordered on the "
         "backend server.",
-        "ref §1.2 missing intermediate; §3 self-signed non-CA leaf",
+        "docs/sources.md#probe-log-texts, docs/sources.md#backend-trust",
     ),
     Rule(
         Outcome.LEAF_MISSING,
@@ -173,7 +184,7 @@ RULES: tuple[Rule, ...] = (
         UNHEALTHY,
         "The Leaf certificate is missing from the certificate chain presented by the backend "
         "server. Ensure the chain is complete and correctly ordered on the backend server.",
-        "ref §1.2 missing leaf",
+        "docs/sources.md#probe-log-texts missing leaf",
     ),
     Rule(
         Outcome.LEAF_NOT_TOPMOST,
@@ -181,7 +192,7 @@ RULES: tuple[Rule, ...] = (
         UNHEALTHY,
         "The Leaf certificate isn't the topmost certificate in the chain presented by the backend "
         "server. Ensure the certificate chain is correctly ordered on the backend server.",
-        "ref §1.2 leaf not first",
+        "docs/sources.md#probe-log-texts leaf not first",
     ),
     Rule(
         Outcome.LEAF_NOT_WELL_KNOWN,
@@ -190,7 +201,7 @@ RULES: tuple[Rule, ...] = (
         "The backend Server certificate isn't signed by a well-known Certificate Authority (CA). "
         "To use unknown CA certificates, its Root certificate must be uploaded to the Backend "
         "Setting of the application gateway.",
-        "ref §1.2 leaf not signed by a well-known CA",
+        "docs/sources.md#probe-log-texts leaf not well-known",
     ),
     Rule(
         Outcome.INTERMEDIATE_NOT_WELL_KNOWN,
@@ -198,7 +209,7 @@ RULES: tuple[Rule, ...] = (
         UNHEALTHY,
         "The Intermediate certificate isn't signed by a well-known Certificate Authority (CA). "
         "Ensure the certificate chain is complete and correctly ordered on the backend server.",
-        "ref §1.2 intermediate not signed by a well-known CA",
+        "docs/sources.md#probe-log-texts intermediate",
     ),
     Rule(
         Outcome.ROOT_MISMATCH_NO_ROOT,
@@ -207,7 +218,7 @@ RULES: tuple[Rule, ...] = (
         "The Intermediate certificate not signed by any Root certificates uploaded to the "
         "application gateway. Ensure the certificate chain is complete and correctly ordered on "
         "the backend server.",
-        "ref §1.2 trusted-root mismatch, no root on the server",
+        "docs/sources.md#probe-log-texts root, none sent",
     ),
     Rule(
         Outcome.ROOT_MISMATCH_ROOT_SENT,
@@ -216,7 +227,7 @@ RULES: tuple[Rule, ...] = (
         "The root certificate of the server certificate used by the backend doesn't match the "
         "trusted root certificate added to the application gateway. Ensure that you add the "
         "correct root certificate to allowlist the backend.",
-        "ref §1.2 trusted-root mismatch, root present on the server",
+        "docs/sources.md#probe-log-texts root sent",
     ),
 )
 
@@ -228,7 +239,7 @@ def rule_for(outcome: Outcome, v2: bool) -> Rule:
         for rule in RULES:
             if rule.outcome is outcome and rule.sku == sku:
                 return rule
-    # v1 expiry is reported with the v1 "marked invalid" text (ref §1.1).
+    # v1 expiry is reported with the v1 "marked invalid" text (docs/sources.md#probe-log-texts).
     if outcome is Outcome.EXPIRED and not v2:
         return rule_for(Outcome.CERT_INVALID, v2)
     raise KeyError(f"no rule for {outcome} on {family}")
@@ -243,7 +254,8 @@ def is_v2_tier(tier: str | None) -> bool:
 
 
 def load_certificate_data(data: str) -> x509.Certificate:
-    """Parse ARM certificate `data`: base64 of DER, or base64 of PEM text (ref §3 "Encoding")."""
+    """Parse ARM certificate `data`: base64 of DER, or base64 of PEM text
+    (docs/sources.md#certificate-formats)."""
     raw = base64.b64decode(data.strip(), validate=True)
     if b"-----BEGIN CERTIFICATE-----" in raw:
         return x509.load_pem_x509_certificate(raw)
@@ -295,8 +307,8 @@ def _same_cert(a: x509.Certificate, b: x509.Certificate) -> bool:
 
 
 def name_matches(cert: x509.Certificate, host: str) -> bool:
-    """RFC 6125 as ref §2.3 says: SAN DNS names only when a SAN exists, else the CN; a wildcard
-    covers exactly one left-most label."""
+    """RFC 6125 as docs/sources.md#sni-rules says: SAN DNS names only when a SAN exists, else the
+    CN; a wildcard covers exactly one left-most label."""
     host = host.lower().rstrip(".")
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -331,7 +343,8 @@ class Trust:
 def check_chain_v1(
     chain: list[x509.Certificate], trust: Trust, fqdn: str | None, now: datetime
 ) -> Outcome | None:
-    """v1: the leaf's public key must equal an allow-listed one's and be in date (ref §3)."""
+    """v1: the leaf's public key must equal an allow-listed one's and be in date
+    (docs/sources.md#backend-trust)."""
     if not chain:
         return Outcome.NOT_WHITELISTED
     leaf = chain[0]
@@ -349,7 +362,8 @@ def check_chain_v2(
     chain: list[x509.Certificate], trust: Trust, name: str | None, now: datetime
 ) -> Outcome | None:
     """v2: build a path from the leaf through presented intermediates to a trusted root, then
-    check dates and the leaf name (ref §1.2, §2.3, §3)."""
+    check dates and the leaf name (docs/sources.md#probe-log-texts,
+    docs/sources.md#sni-rules, docs/sources.md#backend-trust)."""
     if not chain:
         return Outcome.LEAF_MISSING
     if trust.validate_chain:
@@ -369,11 +383,15 @@ def _walk_chain(chain: list[x509.Certificate], trust: Trust) -> Outcome | None:
         return Outcome.LEAF_NOT_TOPMOST
     well_known = trust.trusted_roots is None
     anchors = trust.well_known_roots if well_known else (trust.trusted_roots or ())
+    # Only a self-signed root anchors a chain: an intermediate uploaded as a trusted root does
+    # not, intermediates belong on the server ("only the root certificate is valid here",
+    # https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication).
+    anchors = tuple(a for a in anchors if _self_signed(a))
     current = leaf
     for _ in range(len(chain) + 1):
         if _self_signed(current):
             if current is leaf and not _is_ca(leaf):
-                return Outcome.INTERMEDIATE_MISSING  # ref §3: self-signed non-CA leaf
+                return Outcome.INTERMEDIATE_MISSING  # docs/sources.md#backend-trust
             if any(_same_cert(current, a) for a in anchors):
                 return None
             return Outcome.LEAF_NOT_WELL_KNOWN if well_known else Outcome.ROOT_MISMATCH_ROOT_SENT
@@ -443,7 +461,7 @@ def resolve(address: str, hosts: dict[str, str]) -> str | None:
 
 def parse_status_ranges(codes: list[str] | None) -> tuple[tuple[int, int], ...]:
     ranges = []
-    for code in codes or ["200-399"]:  # default match (ref §4.1 skeleton, probe overview)
+    for code in codes or ["200-399"]:  # default match (docs/sources.md#health-states)
         low, _, high = str(code).partition("-")
         ranges.append((int(low), int(high or low)))
     return tuple(ranges)
@@ -625,7 +643,7 @@ def probe_all(targets: list[ProbeTarget], pool: ThreadPoolExecutor) -> list[Prob
 # ---------------------------------------------------------------------------------------------
 # From a gateway document to probe targets
 
-DEFAULT_INTERVAL = 30.0  # ref §1.4: defaults are 30 s and threshold 3
+DEFAULT_INTERVAL = 30.0  # docs/sources.md#health-states: 30 s, threshold 3
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -716,7 +734,7 @@ def plan_gateway(doc: dict, limits: ProbeLimits) -> list[PairPlan]:
 
 def plan_on_demand(doc: dict, request: dict, limits: ProbeLimits) -> PairPlan | None:
     """The on-demand probe body acts as the custom probe; the v2 validation switches do not
-    apply to it (ref §2.3)."""
+    apply to it (docs/sources.md#sni-rules)."""
     pool = find_child(doc, "backendAddressPools", request.get("backendAddressPool"))
     settings = find_child(doc, "backendHttpSettingsCollection", request.get("backendHttpSettings"))
     if pool is None or settings is None:
@@ -802,14 +820,16 @@ def _target(
     probe_host = explicit_probe_host
     if not probe_host and probe_props.get("pickHostNameFromBackendHttpSettings"):
         probe_host = settings_host
-    # Default probe: <protocol>://127.0.0.1:<port>/ - 127.0.0.1 is only the Host header (ref §2.1).
+    # Default probe: <protocol>://127.0.0.1:<port>/ - 127.0.0.1 is only the Host header
+    # (docs/sources.md#sni-rules).
     host_header = probe_host or settings_host or "127.0.0.1"
     if v2:
         sni_name = None if on_demand else settings.get("sniName")
         candidates = [explicit_probe_host, sni_name, settings_host, fqdn]
         sni = next((c for c in candidates if c), None)
     else:
-        sni = fqdn  # v1: the pool FQDN or nothing; a probe host never becomes SNI (ref §2.1)
+        # v1: the pool FQDN or nothing; a probe host never becomes SNI (docs/sources.md#sni-rules)
+        sni = fqdn
     if sni is not None and _is_ip(sni):
         sni = None
     match = probe_props.get("match") or {}

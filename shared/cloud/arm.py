@@ -34,17 +34,33 @@ ARM_ACTIONS: dict[str, str] = {
     "poll_operation_result": "Microsoft.Network/locations/operationResults/read",
 }
 
-# A whole-gateway PUT re-submits links to these resources; ARM checks join/assign on each of them.
+# A whole-gateway PUT re-submits links to these resources; ARM checks join/assign on each of them
+# (read too, for subnets, public IPs and WAF policies: LINKED_RESOURCE_READS). infra/ grants each
+# on the linked resource alone. https://learn.microsoft.com/azure/application-gateway/
+# configuration-infrastructure#permissions
 LINKED_RESOURCE_ACTIONS: dict[str, str] = {
     "subnet": "Microsoft.Network/virtualNetworks/subnets/join/action",
     "public_ip": "Microsoft.Network/publicIPAddresses/join/action",
     "waf_policy": "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/join/action",
     "user_assigned_identity": "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+    # A certificate's keyVaultSecretId: "Enables access to secrets in a key vault when deploying
+    # Azure resources" (docs/deploy.md: only a real deployment shows ARM checks it on a gateway).
+    "key_vault": "Microsoft.KeyVault/vaults/deploy/action",
+}
+LINKED_RESOURCE_READS: dict[str, str] = {
+    "subnet": "Microsoft.Network/virtualNetworks/subnets/read",
+    "public_ip": "Microsoft.Network/publicIPAddresses/read",
+    "waf_policy": "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/read",
 }
 
 
 class ArmError(BotError):
-    """An ARM call failed; `code` is ARM's error code, `status` the HTTP status."""
+    """An ARM call failed; `code` is ARM's error code, `status` the HTTP status.
+
+    `details` holds the codes nested in `error.details` (depth first): a superseded operation
+    ends with top-level code `Canceled` and `CanceledAndSupersededDueToAnotherOperation` only in
+    its details (azure-cli issue #21156, terraform-provider-iterative issue #341).
+    """
 
     def __init__(
         self,
@@ -53,11 +69,18 @@ class ArmError(BotError):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        details: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.retry_after = retry_after
+        self.details = details
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The top-level code, then every nested detail code."""
+        return ((self.code,) if self.code else ()) + self.details
 
 
 class GatewayNotFound(ArmError):
@@ -107,8 +130,30 @@ def _retry_after(error: Any) -> float | None:
         return None
 
 
+def _detail_codes(odata: Any, depth: int = 0) -> tuple[str, ...]:
+    """Codes in an ODataV4Format's `details`, depth first (bounded: bodies are untrusted)."""
+    if depth >= 4:
+        return ()
+    codes: list[str] = []
+    for detail in (getattr(odata, "details", None) or [])[:20]:
+        code = getattr(detail, "code", None)
+        if isinstance(code, str) and code:
+            codes.append(code)
+        codes.extend(_detail_codes(detail, depth + 1))
+    return tuple(codes)
+
+
+def _detail_messages(odata: Any) -> list[str]:
+    return [
+        str(m)
+        for d in (getattr(odata, "details", None) or [])[:5]
+        if (m := getattr(d, "message", None))
+    ]
+
+
 def to_arm_error(error: Exception) -> ArmError:
-    """Translate an azure-core exception into ArmError (code, status, Retry-After kept)."""
+    """Translate an azure-core exception into ArmError (code, nested detail codes, status,
+    Retry-After kept)."""
     from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
     if isinstance(error, ArmError):
@@ -117,15 +162,45 @@ def to_arm_error(error: Exception) -> ArmError:
         odata = getattr(error, "error", None)
         code = getattr(odata, "code", None) or getattr(error, "reason", None)
         message = getattr(odata, "message", None) or str(error).splitlines()[0]
+        details = _detail_codes(odata)
+        extra = "".join(f" ({m})" for m in _detail_messages(odata))
         status = getattr(error, "status_code", None)
         kind = GatewayNotFound if isinstance(error, ResourceNotFoundError) else ArmError
         return kind(
-            f"ARM {status}: {code}: {message}",
+            f"ARM {status}: {code}{''.join('/' + d for d in details)}: {message}{extra}",
             code=code,
             status=status,
             retry_after=_retry_after(error),
+            details=details,
         )
     return ArmError(f"ARM request failed: {error}")
+
+
+# Clouds and their Resource Manager token scopes: the `.default` of each cloud's ARM endpoint
+# (https://learn.microsoft.com/azure/developer/python/sdk/azure-sdk-sovereign-domain passes
+# `credential_scopes=[resource_manager + "/.default"]` with `base_url=resource_manager`).
+_KNOWN_ARM_SCOPES = {
+    "management.azure.com": "https://management.azure.com/.default",
+    "management.chinacloudapi.cn": "https://management.chinacloudapi.cn/.default",
+    "management.usgovcloudapi.net": "https://management.usgovcloudapi.net/.default",
+}
+
+
+def arm_scope(endpoint: str) -> str:
+    """The token scope for the Resource Manager at `endpoint`.
+
+    The SDK's default is the public cloud's scope whatever `base_url` says, so a bot pointed at
+    Azure China or US Government would ask for a token ARM there refuses. Known clouds map to
+    their audience; any other endpoint (the local sandbox, whose ARM accepts tokens issued for
+    its own URL) gets `<scheme>://<host[:port]>/.default`.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint.strip() or "https://management.azure.com")
+    host = (parts.hostname or "").lower()
+    if host in _KNOWN_ARM_SCOPES:
+        return _KNOWN_ARM_SCOPES[host]
+    return f"{parts.scheme.lower() or 'https'}://{parts.netloc.lower()}/.default"
 
 
 def make_credential(settings: Settings) -> TokenCredential:
@@ -162,10 +237,12 @@ class ArmClient:
 
             if self._credential is None:
                 self._credential = make_credential(self._settings)
+            endpoint = self._settings.arm_endpoint
             client = NetworkManagementClient(
                 self._credential,
                 subscription,
-                base_url=self._settings.arm_endpoint,
+                base_url=endpoint,
+                credential_scopes=[arm_scope(endpoint)],
                 polling_interval=self._settings["ARM_POLLING_INTERVAL"],
             )
             self._clients[subscription.lower()] = client
@@ -196,13 +273,30 @@ class ArmClient:
     def put_gateway(self, gid: GatewayId, doc: Mapping[str, Any]) -> GatewayDocument:
         """PUT the whole gateway and wait (bounded) for the LRO.
 
-        SDK retries are off for the PUT: a retried PUT would replay a body that may be stale.
-        The caller owns retries and re-reads before each attempt.
+        SDK retries are off for the PUT only: a retried PUT would replay a body that may be
+        stale; the caller owns those retries and re-reads before each attempt. The status polls
+        and the final GET keep the SDK's retry policy: a 429 or 5xx on a poll says nothing about
+        the write, and giving up there would leave an applied change unrecorded.
+
+        How: azure-core reads `retry_total` per request from the call's kwargs, and the
+        generated `begin_create_or_update` hands the same kwargs both to the initial PUT and,
+        when `polling=True`, to the ARMPolling it builds, whose polls and final GET send them
+        again. So the bot builds the polling method itself (what the SDK would build: ARMPolling
+        with the client's interval and its `endpoint` path argument, but without the
+        per-request kwargs) and passes `retry_total=0` for the initial PUT alone. This keeps the
+        SDK's own LRO logic (Azure-AsyncOperation, Retry-After when sent, final GET) and public
+        API only; a test (tests/test_remediate_faults.py) checks both halves against the sandbox.
         """
+        from azure.mgmt.core.polling.arm_polling import ARMPolling
+
         body = {k: v for k, v in doc.items() if k != "etag"}
+        polling = ARMPolling(
+            float(self._settings["ARM_POLLING_INTERVAL"]),
+            path_format_arguments={"endpoint": self._settings.arm_endpoint},
+        )
         try:
             poller = self._ops(gid).begin_create_or_update(
-                gid.resource_group, gid.name, body, retry_total=0, cls=_raw_json
+                gid.resource_group, gid.name, body, retry_total=0, polling=polling, cls=_raw_json
             )
         except Exception as exc:
             raise to_arm_error(exc) from exc
@@ -212,7 +306,11 @@ class ArmClient:
             raise
         except ArmError as exc:
             raise LroFailed(
-                str(exc), code=exc.code, status=exc.status, retry_after=exc.retry_after
+                str(exc),
+                code=exc.code,
+                status=exc.status,
+                retry_after=exc.retry_after,
+                details=exc.details,
             ) from exc
         if not isinstance(result, dict):
             return self.get_gateway(gid)

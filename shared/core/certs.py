@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,10 @@ class CertInfo:
     is_ca: bool  # basicConstraints CA:TRUE
     public_key_sha256: str  # uppercase hex of SHA-256 over the SubjectPublicKeyInfo DER
     common_name: str | None = None
+    # Key identifiers (RFC 5280 §4.2.1.1/§4.2.1.2), uppercase hex; None when the extension is
+    # absent. A child's authority key identifier equals its issuer's subject key identifier.
+    subject_key_identifier: str | None = None
+    authority_key_identifier: str | None = None
 
 
 _PEM_BLOCK = re.compile(
@@ -76,6 +81,8 @@ def cert_info(der: bytes) -> CertInfo:
             is_ca=_is_ca(cert),
             public_key_sha256=hashlib.sha256(spki).hexdigest().upper(),
             common_name=_common_name(cert),
+            subject_key_identifier=_ski(cert),
+            authority_key_identifier=_aki(cert),
         )
     except _PARSE_ERRORS as exc:
         raise InputError(f"certificate cannot be read: {exc}") from None
@@ -92,18 +99,21 @@ def load_certificates(data: bytes | str) -> list[bytes]:
 
 
 def der_from_arm_data(data: str) -> bytes:
-    """DER of the (first) certificate in what ARM's `data` may hold (see peers.md, ulkeba)."""
+    """DER of the (first) certificate in what ARM's `data` may hold
+    (docs/sources.md#certificate-formats)."""
     return load_certificates(data)[0]
 
 
 def to_pem(der: bytes) -> str:
-    """Base-64 encoded X.509 (.CER): the format Azure asks for (reference §3)."""
+    """Base-64 encoded X.509 (.CER): the format Azure asks for
+    (docs/sources.md#certificate-formats)."""
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
     return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
 
 
 def to_arm_data(der: bytes) -> str:
-    """base64(DER) without newlines, as PowerShell sends it (reference §3, "Encoding of data")."""
+    """base64(DER) without newlines, as PowerShell sends it
+    (docs/sources.md#certificate-formats)."""
     return base64.b64encode(der).decode("ascii")
 
 
@@ -116,7 +126,8 @@ def matches_host(info: CertInfo, host: str) -> bool:
     if ip is not None:
         return any(_ip(san) == ip for san in info.sans)
     dns_sans = [san for san in info.sans if _ip(san) is None]
-    # Reference §2.3: "if a SAN exists the SNI verification is done only against that field".
+    # docs/sources.md#sni-rules: "if a SAN exists the SNI verification is done only against that
+    # field".
     names = dns_sans if dns_sans else [info.common_name] if info.common_name else []
     return any(_dns_match(_host(name), wanted) for name in names)
 
@@ -126,8 +137,43 @@ def is_valid_at(info: CertInfo, when: datetime) -> bool:
     return info.not_before <= moment <= info.not_after
 
 
+def signed_by(child: CertInfo, issuer: CertInfo) -> bool:
+    """`issuer` issued `child`: names chain and the signature verifies with the issuer's key."""
+    if child.issuer != issuer.subject:
+        return False
+    cert, parent = _load_der(child.der), _load_der(issuer.der)
+    if cert is None or parent is None:
+        return False
+    try:
+        cert.verify_directly_issued_by(parent)
+    except (*_PARSE_ERRORS, InvalidSignature):
+        return False
+    return True
+
+
+def is_root(info: CertInfo) -> bool:
+    """A self-signed CA certificate: the only kind v2 accepts as a trusted root."""
+    return info.self_signed and info.is_ca
+
+
+def issuer_of(child: CertInfo, candidates: Iterable[CertInfo]) -> CertInfo | None:
+    """The first candidate root that issued `child`: its subject is the child's issuer name, its
+    subject key identifier equals the child's authority key identifier (when both are present),
+    and the signature verifies. Only self-signed CA roots qualify."""
+    for cand in candidates:
+        if not is_root(cand) or cand.subject != child.issuer:
+            continue
+        aki, ski = child.authority_key_identifier, cand.subject_key_identifier
+        if aki and ski and aki != ski:
+            continue
+        if signed_by(child, cand):
+            return cand
+    return None
+
+
 def same_public_key(a: CertInfo, b: CertInfo) -> bool:
-    """v1 allow-lists by public key (reference §3), so a re-issued leaf may still match."""
+    """v1 allow-lists by public key (docs/sources.md#backend-trust), so a re-issued leaf may still
+    match."""
     return a.public_key_sha256 == b.public_key_sha256
 
 
@@ -145,6 +191,8 @@ def evidence(info: CertInfo) -> dict[str, Any]:
         "self_signed": info.self_signed,
         "is_ca": info.is_ca,
         "public_key_sha256": info.public_key_sha256,
+        "subject_key_identifier": info.subject_key_identifier,
+        "authority_key_identifier": info.authority_key_identifier,
     }
 
 
@@ -194,6 +242,23 @@ def _self_signed(cert: x509.Certificate) -> bool:
     except (*_PARSE_ERRORS, InvalidSignature):
         return False
     return True
+
+
+def _ski(cert: x509.Certificate) -> str | None:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except (x509.ExtensionNotFound, *_PARSE_ERRORS):
+        return None
+    return ext.value.digest.hex().upper()
+
+
+def _aki(cert: x509.Certificate) -> str | None:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except (x509.ExtensionNotFound, *_PARSE_ERRORS):
+        return None
+    key_id = ext.value.key_identifier
+    return key_id.hex().upper() if key_id else None
 
 
 def _common_name(cert: x509.Certificate) -> str | None:

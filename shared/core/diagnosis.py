@@ -2,8 +2,8 @@
 
 No I/O and no clock reads here: the captures and `now` are passed in. Precision beats coverage: a
 cause is named only when the probe log and the evidence agree; otherwise the finding says `unknown`
-and proposes nothing (issue 3). Rules cite ../shared/reference/appgw-backend-tls.md (§n) and
-peers.md.
+and proposes nothing (issue 3). Rules cite docs/sources.md
+(e.g. docs/sources.md#sni-rules).
 
 This module is the entry point and the public import path; the work is split by what it does:
 
@@ -24,8 +24,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from shared.common.errors import InputError
 from shared.core.backend_units import RouteHosts, Unit, targets, units
 from shared.core.capture import TlsCapture
+from shared.core.certs import CertInfo, cert_info
 from shared.core.evidence import (
     ALT_FQDN,
     ALT_USE_FOR_APP_SERVICE,
@@ -45,6 +47,7 @@ from shared.core.findings import (
     FixAction,
     FixCertificate,
     GatewaySummary,
+    RequiredRoot,
 )
 from shared.core.gateway import Gateway
 from shared.core.health import ServerHealth, classify_probe_log
@@ -65,6 +68,7 @@ __all__ = [
     "FixCertificate",
     "GatewaySummary",
     "ProbeRequest",
+    "RequiredRoot",
     "RouteHosts",
     "diagnose",
     "probe_requests",
@@ -96,8 +100,9 @@ def route_hosts(doc: Mapping[str, Any]) -> dict[tuple[str, str], tuple[str, ...]
     """Listener host names per routed (pool id, settings id), ids lower-case.
 
     On v2 "the application gateway uses the incoming request's host header as the SNI" for real
-    traffic (reference §2.3), so a listener's host name is the natural name to try when the probe
-    sends no SNI (the ilb-ase-v2-nosni case). Never raises: odd documents give fewer names.
+    traffic (docs/sources.md#sni-rules), so a listener's host name is the natural name to try when
+    the probe sends no SNI (the ilb-ase-v2-nosni case). Never raises: odd documents give fewer
+    names.
     """
     view = _view(doc)
     listeners = {_ref(v): v for v in _items(view, "httpListeners")}
@@ -157,6 +162,7 @@ def _facts(
     captures: Mapping[ProbeRequest, TlsCapture] | None,
     now: datetime,
     hosts: RouteHosts | None,
+    sources: tuple[CertInfo, ...] = (),
 ) -> Facts:
     found = targets(gw, unit, hosts)
     target, alt = found if found else (None, None)
@@ -165,7 +171,18 @@ def _facts(
         gw_cap = captures.get((target.address, target.port, target.sni))
         if alt != target.sni:
             alt_cap = captures.get((target.address, target.port, alt))
-    return Facts(gw, unit, classify_probe_log(unit.probe_log), target, alt, gw_cap, alt_cap, now)
+    kind = classify_probe_log(unit.probe_log)
+    return Facts(gw, unit, kind, target, alt, gw_cap, alt_cap, now, sources)
+
+
+def _trusted_sources(ders: Sequence[bytes]) -> tuple[CertInfo, ...]:
+    out = []
+    for der in ders:
+        try:
+            out.append(cert_info(der))
+        except InputError:
+            continue  # not a certificate: it can match nothing
+    return tuple(out)
 
 
 def _finding(f: Facts) -> Finding:
@@ -225,11 +242,17 @@ def diagnose(
     now: datetime,
     hint: tuple[str, str] | None = None,
     hosts: RouteHosts | None = None,
+    trusted_sources: Sequence[bytes] = (),
 ) -> Diagnosis:
     """One finding per (pool, settings, server) of the whole gateway; `hint` only orders them.
 
     Pass the same `hosts` as to `probe_requests` so the alternative captures are found.
+    `trusted_sources`: DER of the trusted-source certificates (Key Vault, TRUSTED_CERT_NAMES), read
+    by the caller; where a v2 backend does not send its root, the root is looked up there.
     """
-    findings = [_finding(_facts(gw, unit, captures, now, hosts)) for unit in units(gw, health)]
+    sources = _trusted_sources(trusted_sources)
+    findings = [
+        _finding(_facts(gw, unit, captures, now, hosts, sources)) for unit in units(gw, health)
+    ]
     summary = GatewaySummary(gw.id, gw.name, gw.sku_tier, gw.generation.value)
     return Diagnosis(summary, tuple(_order(_with_fix_settings(findings), hint)))

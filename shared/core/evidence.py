@@ -12,19 +12,23 @@ from shared.core.certs import evidence
 from shared.core.findings import Cause
 from shared.core.verdict import Facts, Ref, Verdict, refs
 
-# Reference §0.1 / peers.md §0.2.
+# docs/sources.md#sku-and-retirement
 V1_RETIREMENT_WARNING = (
     "Application Gateway v1 (Standard/WAF) was retired on 2026-04-28: Microsoft stops and deletes "
     "remaining v1 gateways; migrate to v2 (Standard_v2/WAF_v2)."
 )
+# Only when `data` is absent: a Key Vault reference, or an API version / tool that omits it (real
+# GETs return it, tests/data/recorded/cli_ag_auth_cert_v1.json and cli_ag_root_cert_v2.json).
 INFERRED_WARNING = (
-    "Azure hides authentication certificate data: verdict inferred from the probe log"
+    "The authentication certificate data is absent from the gateway document (a Key Vault "
+    "reference or an older API version): verdict inferred from the probe log, not compared"
 )
 ROOT_INFERRED_WARNING = (
-    "Azure hides trusted root certificate data: verdict inferred from the probe log and the "
-    "presented chains, not compared with the referenced roots"
+    "The trusted root certificate data is absent from the gateway document (a Key Vault "
+    "reference or an older API version): verdict inferred from the probe log and the presented "
+    "chains, not compared with the referenced roots"
 )
-# Seed article alternatives (reference §3, peers.md §0.1), in the article's order of preference.
+# Seed article alternatives (docs/sources.md#ilb-ase), in the article's order of preference.
 ALT_FQDN = (
     "Put the backend's FQDN (resolved by private DNS to the same address) in the backend pool "
     "instead of the IP, so the gateway sends SNI and the backend presents the app certificate."

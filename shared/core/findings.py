@@ -42,11 +42,23 @@ class FixCertificate:
 
 
 @dataclass(frozen=True)
+class RequiredRoot:
+    """The v2 trusted root a backend's chain needs but does not send, and the bot could not find
+    in the trusted source: the operator obtains it and uploads it (intermediates belong on the
+    server, https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication)."""
+
+    subject: str  # RFC 4514: the issuer name of the top certificate presented
+    authority_key_identifier: str | None  # the top certificate's AKI, uppercase hex (root's SKI)
+    issued: str  # SHA-1 of the presented certificate the root must have issued
+
+
+@dataclass(frozen=True)
 class Fix:
     action: FixAction
     certificate: FixCertificate | None = None
     settings: tuple[str, ...] = ()  # names of every HTTP settings the same fix repairs
     host_name: str | None = None  # for set_backend_host_name
+    required_root: RequiredRoot | None = None  # with action none: the root to obtain and upload
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,8 @@ class Finding:
     fix: Fix
     alternatives: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    # True when the verdict rests on the probe log because Azure hides certificate data.
+    # True when the verdict rests on the probe log because the certificate data is absent
+    # (an older API version, or a Key Vault reference).
     inferred_from_probe_log: bool = False
 
 

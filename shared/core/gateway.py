@@ -78,7 +78,9 @@ class CertificateRef:
 
     id: str
     name: str
-    data: str | None  # base64 as ARM holds it; Azure hides it on GET, so usually None
+    # base64 as ARM holds it and returns it on GET (tests/data/recorded/cli_ag_auth_cert_v1.json);
+    # None for a Key Vault reference or a document without it
+    data: str | None
     key_vault_secret_id: str | None = None
 
 
@@ -129,7 +131,8 @@ class Gateway:
         return tuple(c for c in found if c is not None)
 
 
-# sku.tier -> generation (reference §0, §9: v1 is Standard/WAF; v2 is Standard_v2/WAF_v2/Basic).
+# sku.tier -> generation (docs/sources.md#sku-and-retirement: v1 is Standard/WAF; v2 is
+# Standard_v2/WAF_v2/Basic).
 _TIERS = {
     "standard": Generation.V1,
     "waf": Generation.V1,
@@ -146,7 +149,7 @@ _V1_NAME_PREFIXES = (
     "waf_large",
 )
 
-# Collection names, as in ARM child-resource ids (reference §4.1).
+# Collection names, as in ARM child-resource ids (docs/sources.md#arm-shape).
 _POOLS = "backendAddressPools"
 _SETTINGS = "backendHttpSettingsCollection"
 _PROBES = "probes"

@@ -23,7 +23,8 @@ class HealthState(StrEnum):
 
 
 class ProbeLogKind(StrEnum):
-    """What a healthProbeLog text says, by tolerant matching (see appgw-backend-tls.md §1)."""
+    """What a healthProbeLog text says, by tolerant matching (see
+    docs/sources.md#probe-log-texts)."""
 
     SUCCESS = "success"
     NOT_ALLOWLISTED = "not_allowlisted"  # v1 "not whitelisted / isn't allow-listed"
@@ -56,7 +57,8 @@ class ServerHealth:
     probe_log: str | None
 
 
-# The swagger enum says Up/Down (reference §1.4); docs, CLI and PowerShell print Healthy/Unhealthy.
+# The swagger enum says Up/Down (docs/sources.md#health-states); docs, CLI and PowerShell print
+# Healthy/Unhealthy.
 _HEALTH_WORDS = {
     "up": HealthState.HEALTHY,
     "healthy": HealthState.HEALTHY,
@@ -74,7 +76,7 @@ def normalise_health(value: object) -> HealthState:
     return HealthState.UNKNOWN
 
 
-# ---- probe-log classification (reference §1.1-1.4) ----
+# ---- probe-log classification (docs/sources.md#probe-log-texts) ----
 
 # Ordered: the first rule whose pattern occurs in the normalised text wins. Order matters where
 # messages share words: the body-mismatch text echoes arbitrary backend content, the v1
@@ -95,7 +97,7 @@ _RULES: tuple[tuple[ProbeLogKind, tuple[str, ...]], ...] = (
     (ProbeLogKind.PROBE_NOT_CREATED, (r"could not create a probe",)),
     (ProbeLogKind.TIMEOUT, (r"more than the timeout threshold", r"\btimed out\b")),
     (ProbeLogKind.CONNECTION_FAILED, (r"could not connect to the backend",)),
-    # v1: "marked invalid" (internal event BackendSecureConnectionError), "Invalid CA" (§1.1, §1.2).
+    # v1: "marked invalid" (internal event BackendSecureConnectionError), "Invalid CA".
     (ProbeLogKind.INVALID_CERTIFICATE, (r"marked invalid", r"\binvalid ca\b")),
     (
         ProbeLogKind.ROOT_MISMATCH,
@@ -171,7 +173,7 @@ def classify_probe_log(text: object) -> ProbeLogKind:
     return ProbeLogKind.OTHER
 
 
-# ---- backend-health documents (reference §4.2) ----
+# ---- backend-health documents (docs/sources.md#arm-shape) ----
 
 
 def parse_backend_health(doc: Mapping[str, Any]) -> tuple[ServerHealth, ...]:

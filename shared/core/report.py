@@ -31,6 +31,18 @@ def _fix_json(fix: Fix) -> dict[str, Any]:
         "certificate": _certificate_json(fix.certificate),
         "settings": list(fix.settings),
         "host_name": fix.host_name,
+        "required_root": _required_root_json(fix),
+    }
+
+
+def _required_root_json(fix: Fix) -> dict[str, Any] | None:
+    root = fix.required_root
+    if root is None:
+        return None
+    return {
+        "subject": root.subject,
+        "authority_key_identifier": root.authority_key_identifier,
+        "issued": root.issued,
     }
 
 
@@ -101,6 +113,13 @@ def _capture_lines(label: str, cap: dict[str, Any] | None) -> list[str]:
 
 
 def _fix_lines(fix: Fix) -> list[str]:
+    if fix.action is FixAction.NONE and fix.required_root is not None:
+        root = fix.required_root
+        aki = root.authority_key_identifier
+        text = f"Fix: none uploaded. Obtain the root {root.subject}" + (
+            f" (authority key identifier {aki})" if aki else ""
+        )
+        return _wrap(text + " and upload it as a trusted root certificate", " " * 8, " " * 6)
     if fix.action is FixAction.NONE:
         return _wrap("Fix: none proposed", " " * 8, " " * 6)
     text = f"Fix: {fix.action.value}"

@@ -21,7 +21,8 @@ class TlsTarget:
     reason: str  # one sentence: why this SNI (which rule of which SKU)
 
 
-# Host header of the default probe: `<protocol>://127.0.0.1:<port>/` (reference §2.1). Never SNI.
+# Host header of the default probe: `<protocol>://127.0.0.1:<port>/` (docs/sources.md#sni-rules).
+# Never SNI.
 DEFAULT_PROBE_HOST = "127.0.0.1"
 
 
@@ -30,7 +31,7 @@ def gateway_target(gw: Gateway, settings: HttpSettings, address: BackendAddress)
     probe = gw.probe_for(settings)
     if gw.generation is Generation.V1:
         sni, reason = _v1_sni(address)
-        validate_sni = validate_chain = False  # v1 allow-lists the leaf's public key (§3)
+        validate_sni = validate_chain = False  # v1 allow-lists the leaf's public key
     else:
         sni, reason = _v2_sni(settings, probe, address)
         validate_sni = settings.validate_sni is not False  # not set -> Azure's default, true
@@ -65,10 +66,11 @@ def _port(gw: Gateway, settings: HttpSettings, probe: Probe | None) -> int:
 
 
 def _v1_sni(address: BackendAddress) -> tuple[str | None, str]:
-    # Reference §2.1, v1 probe column: SNI is "the backend pool FQDN"; literal IPs are never sent.
+    # docs/sources.md#sni-rules, v1 probe: SNI is "the backend pool FQDN"; literal IPs are never
+    # sent.
     # Nothing else feeds v1 SNI: the custom probe `host` is "used only for the host header of the
-    # probe request" on v1 (probe overview, §2.1), and the settings' hostName only overrides the
-    # Host header (§2.3 gives it SNI effect on v2 only). This is the ILB ASE root cause.
+    # probe request" on v1 (probe overview), and the settings' hostName only overrides the
+    # Host header (it has an SNI effect on v2 only). This is the ILB ASE root cause.
     fqdn = _name(address.fqdn)
     if fqdn and not is_ip(fqdn):
         return fqdn, f"v1 sends the backend pool member's FQDN {fqdn!r} as SNI."
@@ -81,10 +83,10 @@ def _v1_sni(address: BackendAddress) -> tuple[str | None, str]:
 def _v2_sni(
     settings: HttpSettings, probe: Probe | None, address: BackendAddress
 ) -> tuple[str | None, str]:
-    # Probe precedence (§2.1 v2): custom probe host > HTTP-settings hostName > pool FQDN.
+    # Probe precedence (v2): custom probe host > HTTP-settings hostName > pool FQDN.
     if probe is not None and _name(probe.host):
         return _v2_result(probe.host, "the custom probe's host")
-    # sniName (§2.3) overrides the SNI of the settings' traffic; the documented probe precedence
+    # sniName overrides the SNI of the settings' traffic; the documented probe precedence
     # does not mention it, so it ranks below the custom probe host and above the settings'
     # hostName. [INFERENCE: not stated outright by Microsoft; the sandbox uses the same order.]
     if settings.sni_name:
@@ -110,7 +112,7 @@ def _settings_host(settings: HttpSettings, address: BackendAddress) -> str | Non
     """The host the settings give: the pool member with pickHostNameFromBackendAddress, or hostName.
 
     With pickHostNameFromBackendAddress "the SNI header is always set to the backend pool FQDN"
-    (§2.3); for an IP member that yields an IP, hence no SNI.
+    (docs/sources.md#sni-rules); for an IP member that yields an IP, hence no SNI.
     """
     if settings.pick_host_name_from_backend_address:
         return _name(address.value)

@@ -2,7 +2,7 @@
 
 Pure. Precision beats coverage: a cause is named only when the probe log and the evidence agree;
 otherwise the verdict is `unknown` and proposes nothing (issue 3). Rules cite
-../shared/reference/appgw-backend-tls.md (§n) and peers.md.
+docs/sources.md (e.g. docs/sources.md#backend-trust).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 
-from cryptography import x509
-
 from shared.common.ids import last_segment
 from shared.core.backend_units import Unit, is_https
 from shared.core.capture import ProbeErrorKind, TlsCapture
@@ -20,13 +18,16 @@ from shared.core.certs import (
     CertInfo,
     cert_info,
     der_from_arm_data,
+    is_root,
     is_valid_at,
     iso_z,
+    issuer_of,
     matches_host,
+    signed_by,
     to_arm_data,
     to_pem,
 )
-from shared.core.findings import Cause, Fix, FixAction, FixCertificate
+from shared.core.findings import Cause, Fix, FixAction, FixCertificate, RequiredRoot
 from shared.core.gateway import CertificateRef, Gateway, Generation, HttpSettings
 from shared.core.health import HealthState, ProbeLogKind
 from shared.core.tls_target import TlsTarget
@@ -69,7 +70,10 @@ _VAGUE_LOGS = {
 @dataclass(frozen=True)
 class Ref:
     ref: CertificateRef
-    info: CertInfo | None  # None when Azure hid the data (the usual case on GET, reference §3)
+    # None when the document carries no readable `data`: a Key Vault reference, or an older API
+    # version. Real GETs return `data` as sent (tests/data/recorded/cli_ag_auth_cert_v1.json,
+    # cli_ag_root_cert_v2.json), so the comparison is the primary path.
+    info: CertInfo | None
 
 
 def refs(gw: Gateway, settings: HttpSettings, ids: tuple[str, ...]) -> list[Ref]:
@@ -87,12 +91,13 @@ def _decode(data: str | None) -> CertInfo | None:
         return None
     try:
         return cert_info(der_from_arm_data(data))
-    except Exception:  # noqa: BLE001 - unreadable stored data counts as hidden data
+    except Exception:  # noqa: BLE001 - unreadable stored data counts as absent data
         return None
 
 
 def _v1_trusted(leaf: CertInfo, refs: list[Ref]) -> bool | None:
-    """v1 allow-lists by the leaf's public key (reference §3). None: data hidden, cannot tell."""
+    """v1 allow-lists by the leaf's public key (docs/sources.md#backend-trust). None: data absent,
+    cannot tell."""
     if any(r.info and r.info.public_key_sha256 == leaf.public_key_sha256 for r in refs):
         return True
     if any(r.info is None for r in refs):
@@ -100,26 +105,23 @@ def _v1_trusted(leaf: CertInfo, refs: list[Ref]) -> bool | None:
     return False
 
 
-def _signed_by(child: CertInfo, issuer: CertInfo) -> bool:
-    if child.issuer != issuer.subject:
-        return False
-    try:
-        cert = x509.load_der_x509_certificate(child.der)
-        cert.verify_directly_issued_by(x509.load_der_x509_certificate(issuer.der))
-    except Exception:  # noqa: BLE001 - any verification failure means "not issued by"
-        return False
-    return True
+_signed_by = signed_by
 
 
 def _v2_trusted(chain: tuple[CertInfo, ...], refs: list[Ref]) -> bool | None:
-    """The presented chain ends at a referenced root (reference §3). None: cannot tell."""
+    """The presented chain ends at a referenced root: the root's thumbprint is in the chain, or
+    the root signed the chain's top certificate. None: cannot tell."""
     if not refs:
         return None  # well-known CA store: the bot holds no copy of it
     known = [r.info for r in refs if r.info is not None]
     top = chain[-1]
     for root in known:
-        if not root.is_ca:
-            continue  # a non-CA certificate never anchors a chain (reference §3, §8.3)
+        # Only a self-signed CA root anchors a chain: never a non-CA certificate
+        # (docs/sources.md#backend-trust), never an intermediate ("only the root certificate is
+        # valid here",
+        # https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication).
+        if not is_root(root):
+            continue
         if any(c.sha256 == root.sha256 for c in chain) or _signed_by(top, root):
             return True
     if len(known) < len(refs):
@@ -145,7 +147,8 @@ def _chain_incomplete(chain: tuple[CertInfo, ...], gw: Gateway, settings: HttpSe
     if top.self_signed:
         return False
     known = [r.info for r in refs(gw, settings, settings.trusted_root_certificate_ids) if r.info]
-    return not any(_signed_by(top, root) for root in known) and len(chain) == 1
+    roots = [root for root in known if is_root(root)]
+    return not any(_signed_by(top, root) for root in roots) and len(chain) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,6 +185,9 @@ class Facts:
     gw_cap: TlsCapture | None
     alt_cap: TlsCapture | None
     now: datetime
+    # Certificates of the trusted source (Key Vault, TRUSTED_CERT_NAMES), read by the caller: where
+    # a v2 backend does not send its root, the root is looked up here.
+    trusted_sources: tuple[CertInfo, ...] = ()
 
     @property
     def v1(self) -> bool:
@@ -199,7 +205,8 @@ def decide(f: Facts) -> Verdict:
     if unit.health in (HealthState.UNKNOWN, HealthState.DRAINING):
         return Verdict(
             Cause.UNKNOWN,
-            explanation=f"Health is {unit.health.value}: not a certificate verdict (§1.4).",
+            explanation=f"Health is {unit.health.value}: not a certificate verdict "
+            "(docs/sources.md#health-states).",
         )
     if f.kind in _NOT_CERT_LOGS:
         return Verdict(
@@ -324,7 +331,7 @@ def _v1_decide(f: Facts) -> Verdict:
     if trusted is None and f.kind is not ProbeLogKind.NOT_ALLOWLISTED:
         return Verdict(
             Cause.UNKNOWN,
-            explanation="Authentication certificate data is hidden and "
+            explanation="Authentication certificate data is absent and "
             "the probe log does not say the certificate is not allow-listed.",
         )
     inferred = trusted is None
@@ -341,7 +348,8 @@ def _v1_decide(f: Facts) -> Verdict:
             f"without SNI the backend "
             f"presents its default certificate {leaf.sha1} ({leaf.subject}), which is not "
             f"allow-listed, while under SNI {f.alt_sni!r} it presents {alt.sha1}. v1 allow-lists "
-            "the presented leaf's public key: upload the default certificate (reference §3).",
+            "the presented leaf's public key: upload the default certificate "
+            "(docs/sources.md#backend-trust)." + _refs_note(f),
         )
     return Verdict(
         Cause.CERTIFICATE_NOT_ALLOWLISTED,
@@ -349,25 +357,97 @@ def _v1_decide(f: Facts) -> Verdict:
         inferred=inferred,
         trust=trust,
         explanation=f"The presented certificate {leaf.sha1} ({leaf.subject}) is not allow-listed "
-        "on these HTTP settings (e.g. the backend rotated it): upload it (reference §3).",
+        "on these HTTP settings (e.g. the backend rotated it): upload it "
+        "(docs/sources.md#backend-trust)." + _refs_note(f),
     )
 
 
-def _v2_root_fix(chain: tuple[CertInfo, ...]) -> tuple[Fix, str]:
-    """v2 trusts CA roots; a non-CA self-signed leaf is never proposed (reference §3, §8.3)."""
+_ROOT_ONLY = (
+    "only a self-signed root certificate is valid as a trusted root: intermediates belong on the "
+    "server (https://learn.microsoft.com/azure/application-gateway/"
+    "certificates-for-backend-authentication)"
+)
+
+
+def _root_name(top: CertInfo) -> str:
+    aki = top.authority_key_identifier
+    return f"the root {top.issuer!r}" + (f" (authority key identifier {aki})" if aki else "")
+
+
+def _v2_root_fix(f: Facts, chain: tuple[CertInfo, ...]) -> tuple[Fix, str]:
+    """The trusted root to add: only ever a self-signed CA root. A non-CA self-signed leaf is
+    never proposed (docs/sources.md#backend-trust), nor an intermediate (Learn, see _ROOT_ONLY).
+    When the backend does not send its root, the root is looked up in the trusted source by name,
+    key identifier and signature; if it is not there, the fix names the root and uploads nothing."""
     top = chain[-1]
-    if top.is_ca:
-        kind = "self-signed root" if top.self_signed else "top CA certificate (not a root)"
+    if is_root(top):
         return (
             Fix(FixAction.ADD_TRUSTED_ROOT_CERTIFICATE, _fix_certificate(top)),
-            f"The presented chain ends in {kind} {top.sha1} ({top.subject}), which the HTTP "
-            "settings do not reference: add it as a trusted root certificate.",
+            f"The presented chain ends in the self-signed root {top.sha1} ({top.subject}), which "
+            "the HTTP settings do not reference: add it as a trusted root certificate.",
         )
-    return (
-        Fix(FixAction.NONE),
-        f"The presented chain ends in {top.sha1} ({top.subject}), which is not a CA certificate; "
-        "v2 cannot trust it as a root. Serve a certificate issued by a CA (with its chain).",
+    if top.self_signed:
+        return (
+            Fix(FixAction.NONE),
+            f"The presented chain ends in {top.sha1} ({top.subject}), which is not a CA "
+            "certificate; v2 cannot trust it as a root. Serve a certificate issued by a CA (with "
+            "its chain).",
+        )
+    stops = (
+        f"The backend does not send its root: the presented chain stops at {top.sha1} "
+        f"({top.subject}), issued by {_root_name(top)}."
     )
+    found = issuer_of(top, f.trusted_sources)
+    if found is not None:
+        return (
+            Fix(FixAction.ADD_TRUSTED_ROOT_CERTIFICATE, _fix_certificate(found)),
+            f"{stops} The trusted source holds that root, {found.sha1} ({found.subject}): "
+            "self-signed, its subject key identifier matches and its signature on "
+            f"{top.sha1} verifies. Add it as a trusted root certificate; {_ROOT_ONLY}.",
+        )
+    where = (
+        "No certificate of the trusted source matches it"
+        if f.trusted_sources
+        else "No trusted source (Key Vault, TRUSTED_CERT_NAMES) holds it"
+    )
+    return (
+        Fix(
+            FixAction.NONE,
+            required_root=RequiredRoot(top.issuer, top.authority_key_identifier, top.sha1),
+        ),
+        f"{stops} {where}: obtain that root and upload it as a trusted root certificate "
+        f"(or put it in the trusted source). The bot uploads nothing, because {_ROOT_ONLY}.",
+    )
+
+
+def _not_root_refs(f: Facts) -> str:
+    """A note on referenced trusted roots whose data shows they are not self-signed roots."""
+    settings = f.unit.settings
+    if settings is None:
+        return ""
+    bad = [
+        r
+        for r in refs(f.gw, settings, settings.trusted_root_certificate_ids)
+        if r.info is not None and not is_root(r.info)
+    ]
+    if not bad:
+        return ""
+    names = ", ".join(f"{r.ref.name} ({r.info.sha1}, {r.info.subject})" for r in bad if r.info)
+    return f" The settings reference {names}, which is not a self-signed root: {_ROOT_ONLY}."
+
+
+def _refs_note(f: Facts) -> str:
+    """Which allow-listed certificates the presented chain was compared with, by thumbprint."""
+    settings = f.unit.settings
+    if settings is None:
+        return ""
+    ids = settings.authentication_certificate_ids if f.v1 else settings.trusted_root_certificate_ids
+    known = [r for r in refs(f.gw, settings, ids) if r.info is not None]
+    if not known:
+        return ""
+    kind = "authentication certificates" if f.v1 else "trusted roots"
+    listed = ", ".join(f"{r.ref.name} {r.info.sha1}" for r in known if r.info)
+    return f" Compared with the referenced {kind}: {listed}."
 
 
 def _complete_private_chain(chain: tuple[CertInfo, ...], settings: HttpSettings) -> bool:
@@ -396,14 +476,17 @@ def _v2_sni_fix(f: Facts) -> Verdict | None:
         return None
     alt_trusted = _trusted(f.gw, f.unit.settings, f.alt_cap.chain)
     if alt_trusted is None and _complete_private_chain(f.alt_cap.chain, f.unit.settings):
-        # Azure hides trusted-root data on GET (the sandbox does too), so the roots cannot be
-        # compared; a complete, self-consistent chain to a self-signed CA root is the best
-        # evidence left. Flagged as inferred; the apply flow verifies health afterwards.
+        # The trusted-root data is absent (a Key Vault reference, an older API version), so the
+        # roots cannot be compared; a complete, self-consistent chain to a self-signed CA root is
+        # the best evidence left. Flagged as inferred; the apply flow verifies health afterwards.
         alt_trusted, inferred = True, True
     alt_ok = alt_trusted is True and matches_host(alt, f.alt_sni) and is_valid_at(alt, f.now)
     if alt_ok:
         fix = Fix(FixAction.SET_BACKEND_HOST_NAME, host_name=f.alt_sni)
-        tail = f"set the host name {f.alt_sni!r} so the gateway sends it as SNI (reference §2.1)."
+        tail = (
+            f"set the host name {f.alt_sni!r} so the gateway sends it as SNI "
+            "(docs/sources.md#sni-rules)."
+        )
     else:
         fix = Fix(FixAction.NONE)
         tail = (
@@ -433,7 +516,7 @@ def _v2_decide(f: Facts) -> Verdict:
         return Verdict(
             Cause.INCOMPLETE_CHAIN,
             explanation="The leaf is not the first certificate "
-            "presented: fix the chain order on the backend (reference §8.4).",
+            "presented: fix the chain order on the backend (docs/sources.md#backend-trust).",
         )
     leaf_self_signed_non_ca = chain[0].self_signed and not chain[0].is_ca
     if f.kind in {ProbeLogKind.INTERMEDIATE_MISSING, ProbeLogKind.LEAF_MISSING} and not (
@@ -442,7 +525,7 @@ def _v2_decide(f: Facts) -> Verdict:
         return Verdict(
             Cause.INCOMPLETE_CHAIN,
             explanation="The backend does not send the "
-            "intermediate certificates: configure the full chain (reference §8.4).",
+            "intermediate certificates: configure the full chain (docs/sources.md#backend-trust).",
         )
     validate_sni = f.target.validate_sni
     sni = f.target.sni
@@ -453,7 +536,7 @@ def _v2_decide(f: Facts) -> Verdict:
             return Verdict(
                 Cause.HOSTNAME_MISMATCH,
                 explanation=f"The presented certificate does "
-                f"not cover the SNI {sni!r} (reference §2.2, RFC 6125).",
+                f"not cover the SNI {sni!r} (docs/sources.md#sni-rules, RFC 6125).",
             )
         return Verdict(Cause.UNKNOWN, explanation="CN mismatch reported but not reproduced.")
     if (expired := _expired(f)) is not None:
@@ -477,10 +560,11 @@ def _v2_decide(f: Facts) -> Verdict:
                 explanation="Only the leaf "
                 "is presented and no referenced root issued it: send the full chain.",
             )
-        fix, why = _v2_root_fix(chain)
+        fix, why = _v2_root_fix(f, chain)
+        why += _not_root_refs(f) + _refs_note(f)
         return Verdict(Cause.TRUSTED_ROOT_MISMATCH, fix, why, trust="compared")
     if trusted is None and root_log:
-        fix, why = _v2_root_fix(chain)
+        fix, why = _v2_root_fix(f, chain)
         return Verdict(
             Cause.TRUSTED_ROOT_MISMATCH, fix, why, inferred=True, trust="inferred_from_probe_log"
         )

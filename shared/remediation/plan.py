@@ -2,8 +2,9 @@
 
 The imperative apply loop re-reads the gateway, calls `replan` against that fresh document,
 `apply_plan` to build the body it sends back whole, and `revert_plan` for rollback. Nothing here
-does I/O. Facts: ../shared/reference/appgw-backend-tls.md §3 (v1 authentication certificates, v2
-trusted roots, base64 DER, `data` hidden on GET), §4.1 (ARM shape) and §5 (100-certificate limits).
+does I/O. Facts: docs/sources.md#backend-trust (v1 authentication certificates, v2 trusted roots,
+`data` possibly absent), docs/sources.md#certificate-formats (base64 DER), docs/sources.md#arm-shape
+and docs/sources.md#limits (100 certificates of each kind).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from shared.common.errors import BotError, InputError
 from shared.common.ids import last_segment, same_id
+from shared.core.certs import cert_info, der_from_arm_data
 from shared.core.diagnosis import Diagnosis, Finding, Fix, FixAction, FixCertificate
 from shared.core.gateway import Generation
 from shared.core.gateway import generation_of as tier_generation
@@ -24,7 +26,7 @@ CERT_NAME_PREFIX = "appgw-bot-"
 AUTH_CERTS = "authenticationCertificates"
 TRUSTED_ROOTS = "trustedRootCertificates"
 SETTINGS_COLLECTION = "backendHttpSettingsCollection"
-# appgw-backend-tls.md §5: 100 authentication certificates and 100 trusted roots per gateway.
+# docs/sources.md#limits: 100 authentication certificates and 100 trusted roots per gateway.
 MAX_CERTIFICATES = 100
 # Cause order when two fixes repair the same number of servers: certificates before host names,
 # because host-name changes are only ever proposed (see policy.decide).
@@ -40,7 +42,8 @@ class PlanError(BotError):
 
 
 def certificate_name(sha1: str) -> str:
-    """The bot's name for a certificate: it encodes the thumbprint (Azure hides `data` on GET)."""
+    """The bot's name for a certificate: it encodes the thumbprint, so a later run recognises it
+    even where the document carries no `data` (a Key Vault reference, an older API version)."""
     hex_only = re.sub(r"[\s:]", "", sha1).lower()
     if not re.fullmatch(r"[0-9a-f]{40}", hex_only):
         raise PlanError(f"not a SHA-1 thumbprint: {sha1[:60]!r}")
@@ -210,7 +213,7 @@ def _collection_for(doc: Mapping[str, Any], action: FixAction) -> str:
     generation = generation_of(doc)
     if action is FixAction.ADD_AUTHENTICATION_CERTIFICATE:
         if generation is Generation.V2:
-            # appgw-backend-tls.md §3: v2 rejects authentication certificates (HTTP 400).
+            # docs/sources.md#backend-trust: v2 rejects authentication certificates (HTTP 400).
             raise PlanError("v2 gateways do not accept authentication certificates")
         return AUTH_CERTS
     if generation is Generation.V1:
@@ -234,11 +237,24 @@ def _existing_cert_name(certs: Sequence[Any], cert: FixCertificate) -> str | Non
     own = _find_by_name(certs, certificate_name(cert.sha1))
     if own is not None:
         return str(own["name"])
+    wanted = cert.sha1.replace(":", "").upper()
     for item in certs:
-        # Azure hides `data` on GET, but a document we built or the sandbox may still carry it.
-        if isinstance(item, Mapping) and _props(item).get("data") == cert.der_b64:
+        # GET returns `data` as sent (tests/data/recorded/cli_ag_root_cert_v2.json: base64 DER,
+        # or base64 of PEM text verbatim), so compare thumbprints, whatever the encoding. A Key
+        # Vault reference carries no data and is recognised by name only.
+        data = _props(item).get("data") if isinstance(item, Mapping) else None
+        if data and (data == cert.der_b64 or _data_sha1(data) == wanted):
             return str(item.get("name"))
     return None
+
+
+def _data_sha1(data: object) -> str | None:
+    if not isinstance(data, str) or not data:
+        return None
+    try:
+        return cert_info(der_from_arm_data(data)).sha1
+    except InputError:
+        return None
 
 
 def _plan_certificate(doc: Mapping[str, Any], fix: Fix, gid: str) -> Plan:

@@ -3,8 +3,8 @@
 Rules from issue #4 ("Policy and trust"): the effective mode is the lowest of the global
 REMEDIATION_MODE, the gateway's mode tag and the caller's request, so a tag or a request can only
 lower it; the kill switch turns every write off; gateways with an ownership tag get proposals,
-since their owner would revert a direct change (peers.md §0.4). Pure: the ledger of past changes
-is passed in as data.
+since their owner would revert a direct change (docs/sources.md#overlapping-writes). Pure: the
+ledger of past changes is passed in as data.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from shared.remediation.plan import Plan, apply_plan, plan_from_dict, plan_to_di
 from shared.remediation.render import renderings
 
 STATUSES = ("open", "approved", "rejected", "applied", "failed", "superseded")
-# configuration-http-settings.md via appgw-backend-tls.md §5: the side effect of any gateway update.
+# The side effect of any gateway update (docs/sources.md#overlapping-writes).
 DRAINING_WARNING = (
     "A gateway update terminates ongoing connections after the connection-draining timeout."
 )
@@ -44,7 +44,18 @@ class ProposalConflict(BotError):
 
 
 class ApprovalError(BotError):
-    """This approver may not approve this proposal."""
+    """This approver may not decide this proposal. `code` says why, in words that stay stable
+    (the API's `error.reason`, the end of the CLI's message); docs/remediation.md lists them."""
+
+    NOT_OPEN = "not_open"  # the proposal was already decided
+    NO_IDENTITY = "no_approver_identity"  # nobody named
+    OWN_PROPOSAL = "own_proposal"  # four eyes: the requester cannot approve
+    NOT_AN_APPROVER = "not_an_approver"  # not in APPROVERS
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{message} ({code})")
+        self.code = code
+        self.message = message
 
 
 @dataclass
@@ -126,13 +137,17 @@ def check_approver(proposal: Proposal, approver: str, approvers: Sequence[str]) 
     """Raise ApprovalError unless `approver` may decide this open proposal."""
     who = approver.strip().lower()
     if proposal.status != "open":
-        raise ApprovalError(f"proposal {proposal.id} is {proposal.status}, not open")
+        raise ApprovalError(
+            ApprovalError.NOT_OPEN, f"proposal {proposal.id} is {proposal.status}, not open"
+        )
     if not who:
-        raise ApprovalError("an approver identity is required")
+        raise ApprovalError(ApprovalError.NO_IDENTITY, "an approver identity is required")
     if who == proposal.requester.strip().lower():
-        raise ApprovalError("the requester cannot approve their own proposal")
+        raise ApprovalError(
+            ApprovalError.OWN_PROPOSAL, "the requester cannot approve their own proposal"
+        )
     if who not in {a.strip().lower() for a in approvers}:
-        raise ApprovalError(f"{approver} is not in APPROVERS")
+        raise ApprovalError(ApprovalError.NOT_AN_APPROVER, f"{approver} is not in APPROVERS")
 
 
 class ProposalStore(Protocol):

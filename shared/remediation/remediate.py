@@ -13,6 +13,7 @@ module sequences the I/O around it:
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,12 +22,21 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.cloud.arm import ArmClient, GatewayDocument
-from shared.common.errors import BotError, OutOfScopeError
+from shared.cloud.arm import ArmClient, ArmError, GatewayDocument
+from shared.cloud.authz import missing_permission
+from shared.common.errors import BotError, InputError, OutOfScopeError
 from shared.common.ids import GatewayId, parse_gateway_id, same_id
 from shared.common.settings import Mode, Settings
 from shared.core.capture import TlsCapture
-from shared.core.diagnosis import Diagnosis, Finding, diagnose, probe_requests, route_hosts
+from shared.core.certs import CertInfo, cert_info, signed_by
+from shared.core.diagnosis import (
+    Diagnosis,
+    Finding,
+    FixAction,
+    diagnose,
+    probe_requests,
+    route_hosts,
+)
 from shared.core.gateway import Gateway, parse_gateway
 from shared.core.health import HealthState, ServerHealth, parse_backend_health
 from shared.core.report import to_json
@@ -90,6 +100,19 @@ class Assessment:
     health: tuple[ServerHealth, ...]
     captures: Captures
     diagnosis: Diagnosis
+    # The trusted source (Key Vault) as read for this assessment: its certificates, or why it
+    # could not be read. Read once per run; the diagnosis and the trust checks both use it.
+    trusted: tuple[bytes, ...] = ()
+    trusted_error: str | None = None
+
+
+def _issued_chain(top: CertInfo, root_der_b64: str) -> bool:
+    """`top` (a presented chain's last certificate) was signed by the root in `root_der_b64`."""
+    try:
+        root = cert_info(base64.b64decode(root_der_b64, validate=True))
+    except (ValueError, InputError):
+        return False
+    return top.sha256 != root.sha256 and signed_by(top, root)
 
 
 def _utcnow() -> datetime:
@@ -146,8 +169,23 @@ class Remediator:
         health = parse_backend_health(self.arm.backend_health(gid))
         hosts = route_hosts(current.doc)
         captures = self._probe(probe_requests(gateway, health, hosts=hosts))
-        diagnosis = diagnose(gateway, health, captures, now=self.clock(), hint=hint, hosts=hosts)
-        return Assessment(current, gateway, health, captures, diagnosis)
+        trusted, trusted_error = self._read_trusted()
+        diagnosis = diagnose(
+            gateway,
+            health,
+            captures,
+            now=self.clock(),
+            hint=hint,
+            hosts=hosts,
+            trusted_sources=trusted,
+        )
+        return Assessment(current, gateway, health, captures, diagnosis, trusted, trusted_error)
+
+    def _read_trusted(self) -> tuple[tuple[bytes, ...], str | None]:
+        try:
+            return tuple(bytes(d) for d in self._trusted()), None
+        except Exception as exc:  # noqa: BLE001 - any failure of the trusted source means "propose"
+            return (), str(exc)
 
     # ---- the whole job ------------------------------------------------------------------------
 
@@ -167,7 +205,15 @@ class Remediator:
             check_scope(self.settings, gid.id)
         except OutOfScopeError as exc:
             return RemediationOutcome(gid.id, mode.value, "refused", reason=str(exc))
-        assessment = self.assess(gid, hint=hint)
+        try:
+            assessment = self.assess(gid, hint=hint)
+        except ArmError as exc:
+            # A 403 while reading: the operator grants the role (shared.cloud.authz); no proposal.
+            missing = missing_permission(exc.codes, str(exc))
+            if missing is None:
+                raise
+            reason = f"{missing.describe()}; ARM refused the request, nothing was written"
+            return RemediationOutcome(gid.id, mode.value, "refused", reason=reason)
         doc = assessment.current.doc
         decision = effective_mode(self.settings, _tags(doc), requested_mode)
         outcome = RemediationOutcome(
@@ -187,7 +233,16 @@ class Remediator:
         if not unhealthy:
             return "every backend is healthy"
         causes = sorted({f.cause.value for f in unhealthy})
-        return "no actionable fix for: " + ", ".join(causes)
+        reason = "no actionable fix for: " + ", ".join(causes)
+        needed = {f.fix.required_root for f in unhealthy if f.fix.required_root is not None}
+        for root in sorted(needed, key=lambda r: (r.subject, r.authority_key_identifier or "")):
+            aki = root.authority_key_identifier
+            reason += (
+                f"; obtain the trusted root {root.subject}"
+                + (f" (authority key identifier {aki})" if aki else "")
+                + " and upload it (the backend does not send it and no trusted source holds it)"
+            )
+        return reason
 
     def _merge(
         self, base: RemediationOutcome, results: list[RemediationOutcome]
@@ -268,15 +323,22 @@ class Remediator:
             c for c in assessment.captures.values() if any(x.sha1 == wanted for x in c.chain)
         ]
         leaf = next((c.leaf.sha1 for c in presented if c.leaf is not None), None)
-        try:
-            trusted = list(self._trusted())
-        except Exception as exc:  # noqa: BLE001 - any failure of the trusted source means "propose"
-            return TrustResult(False, (f"the trusted source could not be read: {exc}",))
+        if assessment.trusted_error is not None:
+            return TrustResult(
+                False, (f"the trusted source could not be read: {assessment.trusted_error}",)
+            )
+        trusted = list(assessment.trusted)
+        # A v2 root the backend does not send comes from the trusted source; it counts as fetched
+        # when the chain the bot fetched from the pool ends in a certificate it signed.
+        signed = fix.action is FixAction.ADD_TRUSTED_ROOT_CERTIFICATE and any(
+            c.chain and _issued_chain(c.chain[-1], fix.certificate.der_b64)
+            for c in assessment.captures.values()
+        )
         return check_certificate(
             fix,
             {"presented_sha1": leaf} if leaf else None,
             generation=assessment.gateway.generation,
-            fetched_from_pool=bool(presented),
+            fetched_from_pool=bool(presented) or signed,
             now=self.clock(),
             trusted_ders=trusted,
             subject_pattern=self.settings["TRUSTED_SUBJECT_PATTERN"],
@@ -497,8 +559,15 @@ class Remediator:
         by: str = "",
         change_id: str | None = None,
     ) -> tuple[WriteResult, Plan]:
-        """Re-plan on a fresh read and write it; returns the write and the plan applied."""
+        """Re-plan on a fresh read and write it; returns the write and the plan applied.
+
+        When ARM accepted a PUT whose operation then did not report success and a later read
+        finds the change in place, the writer reports it written: the plan returned is the one
+        that PUT carried (not the no-op planned on the later read), so it is recorded, verified
+        and can be rolled back like any applied change.
+        """
         planned: list[Plan] = []
+        sent: list[Plan] = []
         cid = change_id or new_change_id(self.clock())
 
         def build(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -507,10 +576,13 @@ class Remediator:
             return None if plan.is_noop else apply_plan(doc, plan)
 
         def before_put(target: GatewayId) -> None:
+            sent.append(planned[-1])
             if self._before_write is not None:
                 self._before_write(target, self._change_record(target, planned[-1], by, cid))
 
         written = self.writer.write(gid, build, what="gateway write", before_put=before_put)
+        if written.after is not None and sent:
+            return written, sent[-1]
         return written, planned[-1]
 
     def _change_record(

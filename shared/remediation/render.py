@@ -1,7 +1,7 @@
 """Renderings of a plan: RFC 6902 JSON Patch, a summary, az CLI commands, a Bicep fragment.
 
 All pure. The az commands mirror the plan step by step; note that each az command is its own
-gateway update, while the bot sends one (appgw-backend-tls.md §6 on concurrent writers).
+gateway update, while the bot sends one (docs/sources.md#overlapping-writes).
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def az_commands(plan: Plan, gateway_id: str) -> list[str]:
     if plan.certificate is not None:
         name = plan.certificate.name
         cert_file = shlex.quote(f"{name}.cer")
-        # DER file: az base64-encodes the file bytes, which gives base64(DER) (reference §3).
+        # DER file: az base64-encodes the file bytes, which gives base64(DER)
+        # (docs/sources.md#certificate-formats).
         cmds.append(f"echo {shlex.quote(plan.certificate.data)} | base64 -d > {cert_file}")
         cmds.append(
             f"{_AZ} {group} create {base} --name {shlex.quote(name)} --cert-file {cert_file}"

@@ -2,7 +2,7 @@
 
 Rules from issue #4 ("Policy and trust"): applied automatically only if the bot fetched it itself
 from an address in the gateway's own backend pool, it is in date, it is a CA certificate when it is
-to be a v2 trusted root (reference appgw-backend-tls.md §8.3: a root without CA:TRUE gives
+to be a v2 trusted root (docs/sources.md#backend-trust: a root without CA:TRUE gives
 "Invalid CA"), and it matches a configured trusted source. A v2 trusted root needs a matching
 Key Vault certificate: a subject pattern alone is not enough to trust a whole CA.
 
@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from shared.core.diagnosis import Fix, FixAction
@@ -43,6 +44,16 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -116,6 +127,10 @@ def check_certificate(
         )
     if v2_root and not _is_ca(cert):
         reasons.append("a v2 trusted root must be a CA certificate (basicConstraints CA:TRUE)")
+    if v2_root and not _self_signed(cert):
+        # https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication:
+        # only the root is valid as a trusted root; intermediates belong on the server.
+        reasons.append("a v2 trusted root must be a self-signed root, never an intermediate")
     reasons += _trusted_source_reasons(cert, der, v2_root, trusted_ders, subject_pattern)
     return TrustResult(not reasons, tuple(reasons))
 

@@ -1,11 +1,12 @@
 """Verification after a change: poll backend health until the affected servers are healthy or a
 deadline passes. Azure refreshes backend health per probe interval, not per request
-(appgw-backend-tls.md §1.4), so polls are spaced by the gateway's probe interval.
+(docs/sources.md#health-states), so polls are spaced by the gateway's probe interval.
 
 While the periodic result may still be stale, an on-demand probe of each affected pool/settings pair
-(getBackendHealthOnDemand, §4.2) gives fresh evidence at once. It is recorded beside the periodic
-checks but never decides the verdict: the on-demand probe ignores sniName and the v2 validation
-switches (§2.3), so only the periodic health says what traffic will see.
+(getBackendHealthOnDemand, docs/sources.md#arm-shape) gives fresh evidence at once. It is recorded
+beside the periodic checks but never decides the verdict: the on-demand probe ignores sniName and
+the v2 validation switches (docs/sources.md#sni-rules), so only the periodic health says what
+traffic will see.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _child(doc: Mapping[str, Any], collection: str, child_id: str | None) -> Map
 
 
 def on_demand_request(doc: Mapping[str, Any], pool_id: str, settings_id: str) -> dict[str, Any]:
-    """An ApplicationGatewayOnDemandProbe for one pair, from the settings' own probe (§4.2)."""
+    """An ApplicationGatewayOnDemandProbe for one pair, from the settings' own probe."""
     settings = _child(doc, "backendHttpSettingsCollection", settings_id)
     probe_ref = settings.get("probe")
     probe = _child(doc, "probes", probe_ref.get("id") if isinstance(probe_ref, Mapping) else None)

@@ -3,8 +3,8 @@ check just before the PUT, retries decided by shared.remediation.retry, and neve
 replayed.
 
 The gateway is one big resource that Terraform, the portal, AGIC and pipelines also PUT, and ARM
-does not honour If-Match on it (appgw-backend-tls.md §6): the fresh read, the second read just
-before the PUT and the per-gateway lock are what keep other writers' changes.
+does not honour If-Match on it (docs/sources.md#overlapping-writes): the fresh read, the second read
+just before the PUT and the per-gateway lock are what keep other writers' changes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from shared.cloud.arm import ArmClient, ArmError, GatewayDocument, LroFailed
 from shared.common.errors import BotError
 from shared.common.ids import GatewayId
 from shared.common.settings import Settings
-from shared.remediation.retry import Verdict, decide_retry
+from shared.remediation.retry import Verdict, backoff, decide_retry
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ class WriteResult:
 
 def is_failed(doc: GatewayDocument) -> bool:
     return (doc.provisioning_state or "").lower() == "failed"
+
+
+def is_busy(doc: GatewayDocument) -> bool:
+    """Another operation runs on the gateway: `Updating` in the PUT body and on GET until it
+    ends (tests/data/recorded/cli_ag_auth_cert_v1.json idx 7-16, cli_ag_root_cert_v2.json)."""
+    return (doc.provisioning_state or "").lower() == "updating"
 
 
 class GatewayWriter:
@@ -83,11 +89,16 @@ class GatewayWriter:
         attempts = int(self.settings["WRITE_ATTEMPTS"])
         writes = 0
         last_reason = "no attempt made"
+        # The read our last ACCEPTED PUT was built from (its operation then failed to report
+        # Succeeded): if a later read finds the change in place, it is ours and was written.
+        sent_from: GatewayDocument | None = None
         with self.lock_for(gid) as lock:
             for attempt in range(1, attempts + 1):
-                current = self.arm.get_gateway(gid)
+                current = self._read_when_idle(gid, what, writes)
                 body = build(current.doc)
                 if body is None:
+                    if sent_from is not None:
+                        return WriteResult(sent_from, current, writes)
                     return WriteResult(current, None, writes)
                 # Another writer between our read and our write: build again on their document.
                 if self.arm.get_gateway(gid).etag != current.etag:
@@ -103,10 +114,13 @@ class GatewayWriter:
                     writes += 1
                     after = self.arm.put_gateway(gid, body)
                 except ArmError as exc:
-                    failed = self._left_failed(gid, exc)
-                    if failed is not None:
-                        # Accepted, then failed: the caller rolls back what we added.
-                        return WriteResult(current, failed, writes)
+                    if isinstance(exc, LroFailed):
+                        sent_from = current
+                        settled = self._after_accepted(gid, exc, build, what, writes)
+                        if settled is not None:
+                            # Failed (the caller rolls back what we added), or our change is in
+                            # the document although a status poll failed: written either way.
+                            return WriteResult(current, settled, writes)
                     decision = decide_retry(
                         exc, attempt, base=float(self.settings["WRITE_BACKOFF_SECONDS"])
                     )
@@ -129,13 +143,52 @@ class GatewayWriter:
             writes=writes,
         )
 
-    def _left_failed(self, gid: GatewayId, error: ArmError) -> GatewayDocument | None:
-        """After an accepted PUT whose operation failed: the gateway, if it is now Failed."""
-        if not isinstance(error, LroFailed):
-            return None
-        log.warning("update of %s failed after ARM accepted it: %s", gid.name, error)
+    def _read_when_idle(self, gid: GatewayId, what: str, writes: int) -> GatewayDocument:
+        """GET the gateway; while another operation runs on it (`Updating`), wait and read again.
+
+        Azure accepts a PUT while the gateway is Updating and cancels the running operation
+        (cli_ag_auth_cert_v1.json: four PUTs within 6 s, each 200 with its own operation; the
+        earlier ones end Canceled, superseded: azure-cli issue #21156). That operation may be a
+        Terraform apply, an AGIC sync or a pipeline, which would then fail: so the bot never PUTs
+        while the gateway is Updating. It polls every ARM_POLLING_INTERVAL (at least 0.5 s),
+        doubling up to 60 s, through the injected sleep, for at most BUSY_WAIT_SECONDS, then
+        stops without writing.
+        """
+        limit = float(self.settings["BUSY_WAIT_SECONDS"])
+        base = max(float(self.settings["ARM_POLLING_INTERVAL"]), 0.5)
+        waited, polls = 0.0, 0
+        current = self.arm.get_gateway(gid)
+        while is_busy(current):
+            if waited >= limit:
+                raise WriteRefused(
+                    f"{what} not done: the gateway stayed busy (provisioningState Updating: "
+                    f"another operation in flight) for {waited:.0f} s; no write while it runs",
+                    propose=False,
+                    writes=writes,
+                )
+            polls += 1
+            delay = min(backoff(polls, base=base), limit - waited)
+            log.info("%s is Updating (another operation); waiting %.1f s", gid.name, delay)
+            self.sleep(delay)
+            waited += delay
+            current = self.arm.get_gateway(gid)
+        return current
+
+    def _after_accepted(
+        self, gid: GatewayId, error: LroFailed, build: BuildBody, what: str, writes: int
+    ) -> GatewayDocument | None:
+        """ARM accepted our PUT, then its operation did not report Succeeded (Failed, Canceled,
+        or a status poll that failed: 403, retries exhausted). Decide by the document, read once
+        no operation runs on it: Failed -> it (the caller rolls back); our change in place -> it
+        (written: never a proposal or a second write for a change already made); else None, and
+        the error decides."""
+        log.warning(
+            "update of %s did not report success after ARM accepted it: %s", gid.name, error
+        )
         try:
-            doc = self.arm.get_gateway(gid)
+            doc = self._read_when_idle(gid, what, writes)
         except ArmError:
             return None
-        return doc if is_failed(doc) else None
+        if is_failed(doc) or build(doc.doc) is None:
+            return doc
+        return None
