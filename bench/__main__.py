@@ -30,6 +30,9 @@ class Config:
     cold_start_repeat: int = 5
     storm_alerts: int = 500
     storm_workers: int = 16
+    # The sandbox's timing profile (docs/sandbox.md, "Timing profiles"): the scenario's own
+    # pacing for the figures; "fast" (no write or health delays) for the smoke test.
+    timing: str = "scenario"
 
 
 FULL = Config()
@@ -37,18 +40,19 @@ QUICK = Config(
     settings_counts=[1, 5],
     backend_counts=[10],
     probe_timeout=2.0,  # as full: a loaded CI machine must not time out a TLS backend
-    cold_start_repeat=2,
+    cold_start_repeat=1,
     storm_alerts=50,
     storm_workers=8,
+    timing="fast",
 )
 
 
 def _runners(cfg: Config) -> dict[str, Callable[[], Any]]:
     return {
-        "arm_writes": lambda: arm_writes.run(cfg.settings_counts),
+        "arm_writes": lambda: arm_writes.run(cfg.settings_counts, timing=cfg.timing),
         "diagnosis": lambda: diagnosis.run(cfg.backend_counts, cfg.probe_timeout),
         "cold_start": lambda: cold_start.run(cfg.cold_start_repeat),
-        "storm": lambda: storm.run(cfg.storm_alerts, cfg.storm_workers),
+        "storm": lambda: storm.run(cfg.storm_alerts, cfg.storm_workers, timing=cfg.timing),
     }
 
 

@@ -3,14 +3,15 @@
 A generated v1 ILB-ASE-like gateway: one ILB backend (the seed's: default certificate without SNI,
 the app's certificate only under its host name), one pool holding the ILB's IP, and N HTTP
 settings routed to it through a URL path map, each with the seed problem (the app certificate is
-allow-listed, the probe sees the ILB default; reference appgw-backend-tls.md §2.1 and §3).
+allow-listed, the probe sees the ILB default; docs/sources.md#sni-rules,
+docs/sources.md#backend-trust).
 The bot runs `Remediator.fix` in apply mode; its writes are the PUTs the emulator served.
 
-The manual procedure (reference §3, "The ILB-ASE fix": upload the ILB certificate in each HTTP
+The manual procedure (docs/sources.md#ilb-ase: upload the ILB certificate in each HTTP
 settings) done in the portal or with one `az network application-gateway auth-cert create` plus
 one `http-settings update` per settings costs 1 + N writes, each a full gateway update (a
 configuration update "will terminate ongoing connections after the connection draining timeout",
-reference §5).
+docs/sources.md#overlapping-writes).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from bench.common import REPO_ROOT, arm_puts, log
 
 SEED = REPO_ROOT / "sandbox" / "scenarios" / "ilb-ase-v1.json"
-# Azure allows 100 backend HTTP settings per gateway (reference §5 limits).
+# Azure allows 100 backend HTTP settings per gateway (docs/sources.md#limits).
 MAX_SETTINGS = 100
 _GW = "{{gateway.id}}"
 
@@ -87,7 +88,7 @@ def _path_map(names: list[str]) -> dict[str, Any]:
     }
 
 
-def run_one(settings_count: int, workdir: Path) -> dict[str, Any]:
+def run_one(settings_count: int, workdir: Path, timing: str = "scenario") -> dict[str, Any]:
     """Start the scenario, let the bot fix it in apply mode, count the PUTs the emulator served."""
     from sandbox.demo import sandbox_environment
     from sandbox.runtime import start_sandbox
@@ -95,7 +96,9 @@ def run_one(settings_count: int, workdir: Path) -> dict[str, Any]:
     from shared.cli.wiring import local_remediator
     from shared.common.settings import load_settings
 
-    handle = start_sandbox(parse_scenario(scenario(settings_count)), workdir=workdir / "sandbox")
+    handle = start_sandbox(
+        parse_scenario(scenario(settings_count)), workdir=workdir / "sandbox", timing=timing
+    )
     try:
         env = {
             **handle.env,
@@ -128,12 +131,12 @@ def run_one(settings_count: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def run(counts: list[int]) -> list[dict[str, Any]]:
+def run(counts: list[int], *, timing: str = "scenario") -> list[dict[str, Any]]:
     results = []
     for count in counts:
         log(f"arm writes: {count} HTTP settings ...")
         with tempfile.TemporaryDirectory(prefix="bench-arm-") as tmp:
-            results.append(run_one(count, Path(tmp)))
+            results.append(run_one(count, Path(tmp), timing))
     return results
 
 

@@ -37,7 +37,7 @@ from bench.common import REPO_ROOT, log, maxrss_kib
 SEED = REPO_ROOT / "sandbox" / "scenarios" / "ilb-ase-v1.json"
 SILENT_EVERY = 10  # 10% of the backends never answer
 PROBE_WORKERS = 32  # capture_all's default, which Remediator uses
-# Reference appgw-backend-tls.md §1.1 (v1 certificate text) and §1.3 (probe timeout text).
+# docs/sources.md#probe-log-texts: the v1 certificate text and the probe timeout text.
 NOT_WHITELISTED = "Backend server certificate is not whitelisted with Application Gateway."
 TIMED_OUT = (
     "Time taken by the backend to respond to application gateway's health probe is more than "
@@ -65,7 +65,7 @@ def _behaviour(index: int) -> str:
 
 
 def health_document(doc: dict[str, Any], silent: set[str]) -> dict[str, Any]:
-    """Backend health as ARM returns it (reference §4.2): every server Unhealthy."""
+    """Backend health as ARM returns it (docs/sources.md#arm-shape): every server Unhealthy."""
     props = doc["properties"]
     pool = props["backendAddressPools"][0]
     settings = props["backendHttpSettingsCollection"][0]

@@ -3,7 +3,7 @@
 The function app (function_app.app) runs in the local Functions runner over Azurite, against a
 sandbox with five v1 ILB-ASE gateways (the seed's problem on each). The storm: for each gateway
 `alerts_per_gateway` distinct alerts, each posted 3 times `Fired` (action-group retries and
-parallel action groups repeat alertId + monitorCondition, reference functions-and-alerts.md §2)
+parallel action groups repeat alertId + monitorCondition, docs/sources.md#action-groups)
 and 2 times `Resolved`, shuffled (fixed seed) and posted concurrently by a thread pool. Each
 post's latency is measured by the client. REMEDIATION_MODE is diagnose, so jobs are cheap and
 the bot must write nothing: ARM PUTs are counted from the emulator's control endpoint.
@@ -133,7 +133,7 @@ def _storm(base: str, key: str, posts: list[dict[str, Any]], workers: int) -> di
     }
 
 
-def run(total: int, workers: int) -> dict[str, Any]:
+def run(total: int, workers: int, *, timing: str = "scenario") -> dict[str, Any]:
     """Start sandbox, Azurite and runner; post the storm; wait for the jobs; count ARM writes."""
     import function_app
     from sandbox.azurite import start_azurite
@@ -147,7 +147,9 @@ def run(total: int, workers: int) -> dict[str, Any]:
     logging.getLogger().setLevel(logging.WARNING)
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
-        handle = start_sandbox(parse_scenario(scenario()), workdir=Path(tmp) / "sandbox")
+        handle = start_sandbox(
+            parse_scenario(scenario()), workdir=Path(tmp) / "sandbox", timing=timing
+        )
         azurite = None
         try:
             azurite = start_azurite(Path(tmp) / "azurite")

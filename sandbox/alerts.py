@@ -1,5 +1,5 @@
 """Azure Monitor as the sandbox plays it: common-schema alerts on a gateway, as an action group
-posts them to the bot (reference functions-and-alerts.md §1). Used by the demo, the benchmark and
+posts them to the bot (docs/sources.md#alert-schema). Used by the demo, the benchmark and
 the tests.
 """
 
@@ -17,8 +17,9 @@ def common_alert(
     condition: str = "Fired",
     dimension: str = "ase-pool~ase-https",
 ) -> dict[str, Any]:
-    """A metric alert on UnhealthyHostCount split by BackendSettingsPool (reference §1.3); the
-    target id lower-cased as Azure Monitor sends it (§1.1)."""
+    """A metric alert on UnhealthyHostCount split by BackendSettingsPool
+    (docs/sources.md#alert-schema); the target id lower-cased as Azure Monitor sends it
+    (docs/sources.md#alert-schema)."""
     gid = parse_gateway_id(gateway_id)
     essentials: dict[str, Any] = {
         "alertId": f"/subscriptions/{gid.subscription}/providers/"

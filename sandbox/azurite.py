@@ -2,7 +2,7 @@
 
 Azurite comes from npm (package.json, `make install`). It listens on loopback only, with
 telemetry off (it is on by default) and on free ports picked by the OS; the real ports are parsed
-from its "successfully listening at" lines (reference functions-and-alerts.md §5).
+from its "successfully listening at" lines (docs/sources.md#azurite).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def start_azurite(
 
     `in_memory` (the default) keeps nothing on disk; pass `in_memory=False` (optionally with a
     `location`, default `<workdir>/azurite-data`) to persist, e.g. to survive a restart. The two are
-    mutually exclusive in Azurite 3.35 (reference §5).
+    mutually exclusive in Azurite 3.35 (docs/sources.md#azurite).
     """
     if in_memory and location is not None:
         raise ValueError("in_memory and location are mutually exclusive; pass in_memory=False")

@@ -1,7 +1,7 @@
 """Backends that behave like an ILB App Service Environment front end, on loopback.
 
 An ILB ASE presents a default certificate when the client sends no SNI and the app's certificate
-only under the app's host name (reference appgw-backend-tls.md §2.1: "When you don't use a host
+only under the app's host name (docs/sources.md#ilb-ase: "When you don't use a host
 name ... the backend server returns the configured certificate on the default website"). Each
 backend here is a real TLS server on its own 127.x.y.z address whose SNI callback switches the
 SSLContext per host name, then answers any HTTP request with a fixed status and body.

@@ -104,13 +104,16 @@ def _health_word(unhealthy: int) -> str:
     return "healthy" if unhealthy == 0 else "unhealthy"
 
 
-def run_bot_demo(scenario: str, *, workdir: Path | None, out_dir: Path) -> int:
+def run_bot_demo(
+    scenario: str, *, workdir: Path | None, out_dir: Path, timing: str = "scenario"
+) -> int:
     from sandbox.azurite import start_azurite
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="appgw-demo-") as tmp:
         base = workdir or Path(tmp)
-        handle = start_sandbox(scenario, workdir=base / "sandbox")
+        # ARM allows exactly what infra/ grants the bot (sandbox/rbac.py), as in a deployment.
+        handle = start_sandbox(scenario, workdir=base / "sandbox", timing=timing, rbac="infra")
         azurite = None
         try:
             azurite = start_azurite(base / "azurite")
@@ -133,8 +136,8 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
     gateway_id = handle.gateway_ids[0]
     interval = float(handle.scenario.options.get("probe_interval_seconds", 2))
     env = {
+        "ARM_POLLING_INTERVAL": "1",  # unless the timing profile set it
         **handle.env,
-        "ARM_POLLING_INTERVAL": "1",
         "VERIFY_DEADLINE_SECONDS": "60",
         "APPROVERS": APPROVER,
         "WEBSITE_AUTH_ENABLED": "True",

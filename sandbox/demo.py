@@ -49,7 +49,7 @@ def network_client(env: dict[str, str]) -> Any:
         env["AZURE_SUBSCRIPTION_ID"],
         base_url=env["ARM_ENDPOINT"],
         connection_verify=env["REQUESTS_CA_BUNDLE"],
-        polling_interval=1,
+        polling_interval=float(env.get("ARM_POLLING_INTERVAL", "1")),  # 0 in the fast timing
         retry_total=0,
     )
 
@@ -111,8 +111,14 @@ def run_sandbox_only(scenario: str, workdir: Path | None = None) -> int:
     return 0
 
 
-def run_demo(scenario: str, workdir: Path | None = None, out_dir: Path | None = None) -> int:
+def run_demo(
+    scenario: str,
+    workdir: Path | None = None,
+    out_dir: Path | None = None,
+    *,
+    timing: str = "scenario",
+) -> int:
     """The bot end to end on the sandbox: see sandbox/bot_demo.py."""
     from sandbox.bot_demo import run_bot_demo
 
-    return run_bot_demo(scenario, workdir=workdir, out_dir=out_dir or Path("out"))
+    return run_bot_demo(scenario, workdir=workdir, out_dir=out_dir or Path("out"), timing=timing)

@@ -1,6 +1,6 @@
 """The App Service managed-identity endpoint, so the bot's azure-identity code runs unchanged.
 
-Protocol (reference functions-and-alerts.md §6): GET {IDENTITY_ENDPOINT}?api-version=2019-08-01
+Protocol (docs/sources.md#managed-identity): GET {IDENTITY_ENDPOINT}?api-version=2019-08-01
 &resource=<uri> with header X-IDENTITY-HEADER; 200 JSON {access_token, expires_on (epoch seconds,
 string), resource, token_type, client_id}. Errors are JSON {statusCode, message}.
 """
@@ -14,6 +14,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +22,13 @@ API_VERSION = "2019-08-01"
 ENDPOINT_PATH = "/msi/token"
 # Stands in for the system-assigned identity's application id.
 SYSTEM_CLIENT_ID = "5a1c0b0e-5a1c-4b0e-8b0e-5a1c0b0e5a1c"
+_OBJECT_IDS = uuid.UUID("0b1ec7d0-5a1c-4b0e-8b0e-000000000000")
+
+
+def object_id_for(client_id: str | None) -> str:
+    """The identity's principal (object) id: what role assignments name and ARM reports as
+    "object id" (Entra access tokens carry it as the `oid` claim). Stable per client id."""
+    return str(uuid.uuid5(_OBJECT_IDS, (client_id or SYSTEM_CLIENT_ID).lower()))
 
 
 def _b64(data: bytes) -> str:
@@ -49,6 +57,7 @@ class TokenIssuer:
         claims = {
             "res": _norm_resource(resource),
             "cid": client_id or SYSTEM_CLIENT_ID,
+            "oid": object_id_for(client_id),
             "exp": int(time.time()) + self.lifetime_seconds,
             "jti": secrets.token_hex(8),
         }
@@ -84,6 +93,7 @@ class TokenIssuer:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _IdentityHTTPServer
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
 
     def log_message(self, format: str, *args: object) -> None:
         return  # keep test and CLI output clean
@@ -152,7 +162,7 @@ class IdentityServer:
         self.endpoint = f"http://127.0.0.1:{port}{ENDPOINT_PATH}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            kwargs={"poll_interval": 0.05},  # stop() waits for one poll
             daemon=True,
             name="sandbox-identity",
         )

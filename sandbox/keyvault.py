@@ -9,8 +9,8 @@ It serves the PUBLIC part (`cer`) of the certificates a scenario names, read-onl
 Authentication is Key Vault's challenge protocol (the SDK's ChallengeAuthPolicy): a request
 without a valid bearer token gets 401 with `WWW-Authenticate: Bearer authorization="<authority>/
 <tenant>", resource="https://vault.azure.net"`; the client then asks its credential (the sandbox
-managed-identity endpoint, functions-and-alerts.md §6) for a token for that resource and retries.
-The vault listens on 127.0.0.1, not *.vault.azure.net, so clients must pass
+managed-identity endpoint, docs/sources.md#managed-identity) for a token for that resource and
+retries. The vault listens on 127.0.0.1, not *.vault.azure.net, so clients must pass
 `verify_challenge_resource=False`: the env file sets KEY_VAULT_VERIFY_CHALLENGE_RESOURCE=false.
 
 Each certificate has one version, derived from its SHA-1 (32 hex digits, as Key Vault's are).

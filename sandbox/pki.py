@@ -2,7 +2,7 @@
 
 Key generation dominates start-up time, so keys come from a process-wide cache. A `KeyAllocator`
 hands each certificate of one sandbox a *different* cached key: v1 health compares public keys
-(reference appgw-backend-tls.md §3, "public key of the backend server certificate"), so two
+(docs/sources.md#backend-trust, "public key of the backend server certificate"), so two
 certificates of one sandbox must never share a key. Calls without an allocator get a fresh key.
 """
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shlex
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,34 @@ CORE_KEYS = (
 # Set too when the scenario has a `keyvault` section (the sandbox Key Vault's URL).
 KEY_VAULT_KEY = "KEY_VAULT_URL"
 
+# Timing profiles (docs/sandbox.md, "Timing profiles"). "scenario" keeps the scenario's own
+# pacing (what `make demo` shows); "fast" is for tests: no write or health delays, operation
+# polls answered at once, short probe timeouts, and the bot's own waits set to zero.
+TIMINGS = ("scenario", "fast")
+FAST_OPTIONS: dict[str, Any] = {
+    "lro_delay_seconds": 0,  # a PUT's operation ends on its first poll
+    "health_lro_seconds": 0,  # so does backend health
+    "retry_after_seconds": 0,  # polls say Retry-After: 0 (the SDK polls again at once)
+    "probe_interval_seconds": 0,  # every backend-health read probes afresh (no stale window)
+    "probe_timeout_cap_seconds": 1,  # a silent backend costs 1 s, not 3
+}
+FAST_BOT_SETTINGS: dict[str, str] = {
+    "ARM_POLLING_INTERVAL": "0",
+    "WRITE_BACKOFF_SECONDS": "0",
+    "VERIFY_POLL_MIN_SECONDS": "0",
+    "PROBE_TIMEOUT_SECONDS": "2",
+}
+
+
+def apply_timing(s: Scenario, timing: str, options: Mapping[str, Any] | None = None) -> Scenario:
+    """The scenario with `timing`'s emulator options, then `options`, over its own (a copy)."""
+    if timing not in TIMINGS:
+        raise ValueError(f"unknown timing {timing!r}: one of {', '.join(TIMINGS)}")
+    if timing == "scenario" and not options:
+        return s
+    merged = {**s.options, **(FAST_OPTIONS if timing == "fast" else {}), **(options or {})}
+    return replace(s, options=merged)
+
 
 @dataclass
 class SandboxHandle:
@@ -50,6 +79,7 @@ class SandboxHandle:
     gateways: list[dict[str, Any]] = field(default_factory=list)  # as given to the emulator
     arm: Any = None
     keyvault: Any = None  # sandbox.keyvault.KeyVaultEmulator when the scenario has one
+    authorizer: Any = None  # sandbox.rbac.Authorizer when started with rbac=...
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -100,14 +130,33 @@ def _start_backends(
     return endpoints, port_map, block
 
 
-def start_sandbox(scenario: str | Path | Scenario, *, workdir: Path) -> SandboxHandle:
-    """Start backends, identity endpoint and ARM emulator for a scenario, all as threads."""
+def start_sandbox(
+    scenario: str | Path | Scenario,
+    *,
+    workdir: Path,
+    timing: str = "scenario",
+    options: Mapping[str, Any] | None = None,
+    rbac: str | Path | None = None,
+) -> SandboxHandle:
+    """Start backends, identity endpoint and ARM emulator for a scenario, all as threads.
+
+    `rbac` ("infra" or a directory laid out like infra/) makes the emulator authorize every
+    request against the role assignments that Bicep makes for the bot (sandbox/rbac.py), and
+    sets ALLOWED_SCOPES to the gateway ids, as infra/main.bicep does. Without it, any valid
+    token may do anything.
+
+    `timing="fast"` replaces the scenario's pacing with FAST_OPTIONS and adds FAST_BOT_SETTINGS
+    to the env; `options` (emulator options) win over both, for a test about one delay."""
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    s = apply_timing(s, timing, options)
     arm_class = _arm_class()  # fail before anything listens
     workdir.mkdir(parents=True, exist_ok=True)
     stops: list[Callable[[], None]] = []
     try:
-        return _start(s, arm_class, workdir, stops)
+        handle = _start(s, arm_class, workdir, stops, rbac=rbac)
+        if timing == "fast":
+            handle.env.update(FAST_BOT_SETTINGS)  # over the scenario's bot_settings too
+        return handle
     except BaseException:
         with contextlib.suppress(Exception):
             _run_stops(stops)
@@ -115,7 +164,12 @@ def start_sandbox(scenario: str | Path | Scenario, *, workdir: Path) -> SandboxH
 
 
 def _start(
-    s: Scenario, arm_class: Any, workdir: Path, stops: list[Callable[[], None]]
+    s: Scenario,
+    arm_class: Any,
+    workdir: Path,
+    stops: list[Callable[[], None]],
+    *,
+    rbac: str | Path | None = None,
 ) -> SandboxHandle:
     keys = KeyAllocator()
     endpoints, port_map, _ = _start_backends(s, stops)
@@ -143,14 +197,26 @@ def _start(
     stops.append(identity.stop)
 
     gateways = render_gateways(s, certs, endpoints, port_map)
+    bot_settings = render_bot_settings(s, certs, endpoints)
+    authorizer = _authorizer(s, gateways, issuer, bot_settings, rbac) if rbac else None
+
+    def arm_token_ok(token: str) -> bool:
+        # The public cloud's audience (plain SDK clients), or exactly the emulator's own URL: the
+        # scope the bot asks for when ARM_ENDPOINT is no known cloud (shared.cloud.arm.arm_scope).
+        if issuer.verify(token, ARM_RESOURCE):
+            return True
+        own = str(arm.url).rstrip("/").lower()
+        return issuer.verify(token, own) and (issuer.claims(token) or {}).get("res") == own
+
     arm = arm_class(
         subscription_id=s.subscription,
         gateways=gateways,
         tls_cert_pem=arm_tls.pem(),
         tls_key_pem=arm_tls.key_pem(),
-        verify_token=lambda token: issuer.verify(token, ARM_RESOURCE),
+        verify_token=arm_token_ok,
         well_known_roots=[certs[name].der() for name in s.well_known],
         options=dict(s.options),
+        **({"authorizer": authorizer} if authorizer is not None else {}),
     )
     arm.start()
     stops.append(arm.stop)
@@ -169,11 +235,61 @@ def _start(
         env[KEY_VAULT_KEY] = vault.url
         # The emulator answers on 127.0.0.1, not a vault domain (shared.cloud.keyvault).
         env["KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"] = "false"
-    for key, value in render_bot_settings(s, certs, endpoints).items():
+    if authorizer is not None:
+        env["ALLOWED_SCOPES"] = ",".join(g["id"] for g in gateways)  # as infra/main.bicep sets it
+    for key, value in bot_settings.items():
         env.setdefault(key, value)  # the scenario cannot redirect the sandbox's own keys
-    handle = SandboxHandle(env, s, workdir, certs, servers, gateways, arm, vault)
+    handle = SandboxHandle(env, s, workdir, certs, servers, gateways, arm, vault, authorizer)
     handle._stops = stops
     return handle
+
+
+def _infra_grants(infra_dir: Path) -> list[Any]:
+    """sandbox.rbac.read_infra, parsed once per process while infra/'s Bicep files are unchanged
+    (parsing them takes most of a second, and tests start a sandbox each)."""
+    stamp = tuple(
+        sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in infra_dir.rglob("*.bicep"))
+    )
+    return list(_read_infra(infra_dir.resolve(), stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_infra(infra_dir: Path, stamp: tuple[tuple[str, int, int], ...]) -> tuple[Any, ...]:
+    from sandbox import rbac as authz
+
+    return tuple(authz.read_infra(infra_dir))
+
+
+def _authorizer(
+    s: Scenario,
+    gateways: list[dict[str, Any]],
+    issuer: TokenIssuer,
+    bot_settings: Mapping[str, str],
+    rbac: str | Path,
+) -> Any:
+    """RBAC for the emulator: infra/'s grants, placed on this world's resources, for the bot."""
+    from sandbox import rbac as authz
+    from sandbox.identity import object_id_for
+
+    grants = _infra_grants(authz.resolve_infra_dir(rbac))
+    group = f"/subscriptions/{s.subscription}/resourceGroups/{s.resource_group}"
+    # Every vault a gateway certificate references is taken to live in the scenario's group.
+    vaults = {
+        authz.vault_name(str(secret)): f"{group}/providers/Microsoft.KeyVault/vaults/"
+        + authz.vault_name(str(secret))
+        for doc in gateways
+        for collection in ("sslCertificates", "trustedRootCertificates")
+        for cert in (doc.get("properties") or {}).get(collection) or []
+        if (secret := (cert.get("properties") or {}).get("keyVaultSecretId"))
+    }
+    trusted_vault = f"{group}/providers/Microsoft.KeyVault/vaults/sandbox-kv" if s.keyvault else ""
+    parameters = authz.infra_parameters(gateways, key_vault_ids=vaults, key_vault_id=trusted_vault)
+    principal = object_id_for(bot_settings.get("AZURE_CLIENT_ID") or None)
+    return authz.Authorizer(
+        authz.assignments_for(grants, parameters, principal),
+        claims=issuer.claims,
+        key_vault_ids=vaults,
+    )
 
 
 def _start_keyvault(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,14 +28,27 @@ _FOREIGN_IDENTITY_VARS = (
 @pytest.fixture
 def sandbox_factory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], SandboxHandle]]:
-    """start(name_or_path) -> SandboxHandle; sets the env keys for the test, stops all after."""
+) -> Iterator[Callable[..., SandboxHandle]]:
+    """start(name_or_path, timing="fast", **options) -> SandboxHandle; sets the env keys for the
+    test, stops all after. Tests run the fast timing profile (docs/sandbox.md, "Timing
+    profiles"); a test about one delay passes it as an emulator option, e.g.
+    `probe_interval_seconds=30`, or `timing="scenario"` for the scenario's own pacing.
+    ARM authorizes every request with the roles infra/ grants the bot (`rbac="infra"`,
+    sandbox/rbac.py); `rbac=None` lets any token do anything."""
     from sandbox.runtime import start_sandbox
 
     handles: list[SandboxHandle] = []
 
-    def start(scenario: str) -> SandboxHandle:
-        handle = start_sandbox(scenario, workdir=tmp_path / f"sandbox-{len(handles)}")
+    def start(
+        scenario: str, *, timing: str = "fast", rbac: str | None = "infra", **options: Any
+    ) -> SandboxHandle:
+        handle = start_sandbox(
+            scenario,
+            workdir=tmp_path / f"sandbox-{len(handles)}",
+            timing=timing,
+            options=options,
+            rbac=rbac,
+        )
         handles.append(handle)
         for name in _FOREIGN_IDENTITY_VARS:
             monkeypatch.delenv(name, raising=False)

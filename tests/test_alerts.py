@@ -1,4 +1,4 @@
-"""parse_alert: the common alert schema (reference functions-and-alerts.md §1)."""
+"""parse_alert: the common alert schema (docs/sources.md#alert-schema)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ GATEWAY = (
     "/providers/microsoft.network/applicationgateways/agw-prod"
 )
 
-# Reference §1.3, verbatim.
+# The App Gateway metric alert of docs/sources.md#alert-schema.
 EXAMPLE: dict[str, Any] = {
     "schemaId": "azureMonitorCommonAlertSchema",
     "data": {
@@ -68,7 +68,7 @@ EXAMPLE: dict[str, Any] = {
     },
 }
 
-# Reference §1.4: the non-common metric alert payload.
+# docs/sources.md#alert-schema: the non-common metric alert payload.
 LEGACY: dict[str, Any] = {
     "schemaId": "AzureMonitorMetricAlert",
     "data": {

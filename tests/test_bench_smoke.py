@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.sandbox,
+    pytest.mark.slow,  # one whole `python -m bench --quick` process
     pytest.mark.timeout(240),
     pytest.mark.skipif(not AZURITE_BIN.exists(), reason="Azurite not installed (make install)"),
 ]

@@ -252,6 +252,8 @@ def test_evidence_is_json_ready() -> None:
         "self_signed",
         "is_ca",
         "public_key_sha256",
+        "subject_key_identifier",
+        "authority_key_identifier",
     }
     assert (ev["not_before"], ev["not_after"]) == ("2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z")
     assert ev["sans"] == ["app.contoso.com", "www.contoso.com"]

@@ -143,8 +143,10 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
     mine = run(tmp_path, "proposals", "approve", pid, "--as-user", "alice")
     assert mine.returncode == 2
     assert mine.stderr.count("\n") == 1 and "own proposal" in mine.stderr
+    assert mine.stderr.rstrip().endswith("(own_proposal)"), mine.stderr
     stranger = run(tmp_path, "proposals", "approve", pid, "--as-user", "mallory")
-    assert stranger.returncode == 2 and "APPROVERS" in stranger.stderr
+    assert stranger.returncode == 2 and stranger.stderr.count("\n") == 1
+    assert stranger.stderr.rstrip().endswith("(not_an_approver)"), stranger.stderr
     assert put_count(v1) == 0
 
     approved = run(tmp_path, "proposals", "approve", pid, "--as-user", "bob")
@@ -157,7 +159,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
 
     # A decided proposal cannot be decided again.
     rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", "bob", "--reason", "late")
-    assert rejected.returncode == 2 and "not open" in rejected.stderr
+    assert rejected.returncode == 2 and rejected.stderr.rstrip().endswith("(not_open)")
 
 
 def test_proposals_reject(v1: SandboxHandle, tmp_path: Path) -> None:

@@ -12,10 +12,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A whole sandbox + Azurite + function app process each. `--timing fast` is the tests' profile
+# (docs/sandbox.md, "Timing profiles"): the same run as `make demo` without its realistic pacing.
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["ilb-ase-v1", "ilb-ase-v2-nosni"])
 def test_demo_heals_the_gateway_and_ends_with_json(scenario: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox", "demo", "--scenario", scenario],
+        [sys.executable, "-m", "sandbox", "demo", "--scenario", scenario, "--timing", "fast"],
         cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
         capture_output=True,

@@ -185,7 +185,8 @@ def test_mixed_case_references_resolve_and_routes_use_resource_spelling() -> Non
     assert gw.id == CLI_GW.lower()
     settings = gw.settings_by_name("ase-https")
     assert settings is not None and "RESOURCEGROUPS" in (settings.probe_id or "")
-    assert gw.probe_for(settings) is not None
+    probe = gw.probe_for(settings)
+    assert probe is not None and probe.name == "ase-probe"
     assert len(gw.certificates_for(settings)) == 1
     reference = parse_gateway(_load(DATA / "cli_gateway_v1.json"))
     assert gw.routes == reference.routes
@@ -199,8 +200,10 @@ def test_lookups_by_lower_cased_alert_ids() -> None:
     assert gw.pool_by_id(pool_id + "/") is pool
     found = gw.settings_by_id(f"{CLI_GW}/BACKENDHTTPSETTINGSCOLLECTION/ASE-HTTPS")
     assert found is not None and found.name == "ase-https"
-    assert gw.probe_by_id(f"{CLI_GW}/probes/api-probe".upper()) is not None
-    assert gw.certificate_by_id(f"{CLI_GW}/authenticationcertificates/app-cer") is not None
+    probe = gw.probe_by_id(f"{CLI_GW}/probes/api-probe".upper())
+    assert probe is not None and probe.name == "api-probe"
+    cert = gw.certificate_by_id(f"{CLI_GW}/authenticationcertificates/app-cer")
+    assert cert is not None and cert.name == "app-cer"
     assert gw.pool_by_id(f"{CLI_GW}/backendAddressPools/missing") is None
     assert gw.pool_by_id(None) is None
     assert gw.settings_by_name("nope") is None

@@ -1,5 +1,6 @@
-"""Backend health: state normalisation, probe-log classification (every text of reference §1,
-copied verbatim, plus reworded variants) and the ARM, CLI, $expand and on-demand forms."""
+"""Backend health: state normalisation, probe-log classification (every text of
+docs/sources.md#probe-log-texts, copied verbatim, plus reworded variants) and the ARM, CLI, $expand
+and on-demand forms."""
 
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ def test_normalise_health(value: object, expected: HealthState) -> None:
     assert normalise_health(value) is expected
 
 
-# Every message of reference §1.1-1.3, byte for byte as the reference quotes it.
+# Every message of docs/sources.md#probe-log-texts, byte for byte as the docs quote it.
 REFERENCE_TEXTS = [
-    # §1.1 v1
+    # v1
     ("Backend server certificate is not whitelisted with Application Gateway.", K.NOT_ALLOWLISTED),
     ("Backend server certificate isn't allow-listed with Application Gateway.", K.NOT_ALLOWLISTED),
     (
@@ -79,7 +80,7 @@ REFERENCE_TEXTS = [
         K.VERIFICATION_FAILED,
     ),
     ("Backend server certificate expired. Please upload a valid certificate.", K.EXPIRED),
-    # §1.2 v2, current texts
+    # v2, current texts
     (
         "The Common Name of the leaf certificate presented by the backend server does not match "
         "the Probe or Backend Setting hostname of the application gateway.",
@@ -150,7 +151,7 @@ REFERENCE_TEXTS = [
         "necessary certificates in the correct order.",
         K.INTERMEDIATE_MISSING,
     ),
-    # §1.2 older v2 texts
+    # older v2 texts
     (
         "The server certificate used by the backend is not signed by a well-known Certificate "
         "Authority (CA). Allow the backend on the Application Gateway by uploading the root "
@@ -174,7 +175,7 @@ REFERENCE_TEXTS = [
         K.CN_MISMATCH,
     ),
     ("Invalid CA", K.INVALID_CERTIFICATE),
-    # §1.3 non-certificate and Unknown
+    # non-certificate and Unknown
     (
         "Time taken by the backend to respond to application gateway's health probe is more than "
         "the timeout threshold in the probe setting.",

@@ -6,10 +6,16 @@ import base64
 import copy
 import hashlib
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from shared.core.diagnosis import (
     Cause,
@@ -307,6 +313,34 @@ def test_existing_twin_by_data_is_reused() -> None:
     plan = plan_fix(doc, diagnosis_for(V1_ID, "v1", ("plain-http", v1_fix(cert, "plain-http"))))
     assert plan.certificate is None and plan.certificate_ref_name == "app-cert"
     assert plan.settings_changes[0].add_reference == "app-cert"
+
+
+def test_existing_twin_is_found_by_thumbprint_whatever_the_encoding() -> None:
+    """GET returns `data` as sent, base64 of PEM text included (tests/data/recorded/
+    cli_ag_root_cert_v2.json, second PUT): the same certificate is recognised by thumbprint."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ilb-default")])
+    real = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2030, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
+    der = real.public_bytes(serialization.Encoding.DER)
+    pem_b64 = base64.b64encode(real.public_bytes(serialization.Encoding.PEM)).decode()
+    cert = replace(
+        fake_cert("ilb-default"),
+        sha1=hashlib.sha1(der).hexdigest().upper(),
+        der_b64=base64.b64encode(der).decode(),
+    )
+    doc = v1_doc()
+    doc["properties"][AUTH_CERTS][0]["properties"]["data"] = pem_b64
+    plan = plan_fix(doc, diagnosis_for(V1_ID, "v1", ("plain-http", v1_fix(cert, "plain-http"))))
+    assert plan.certificate is None and plan.certificate_ref_name == "app-cert"
 
 
 def test_host_name_plan_apply_revert() -> None:

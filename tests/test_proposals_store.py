@@ -149,13 +149,21 @@ def test_store_cas_has_one_winner_under_contention(tmp_path: Path) -> None:
 def test_check_approver() -> None:
     p = proposal(requester="Alice@Contoso.com")
     approvers = ["alice@contoso.com", "bob@contoso.com"]
-    with pytest.raises(ApprovalError, match="own"):
+    with pytest.raises(ApprovalError, match="own") as own:
         check_approver(p, "ALICE@contoso.com ", approvers)
-    with pytest.raises(ApprovalError, match="APPROVERS"):
+    assert own.value.code == "own_proposal"
+    with pytest.raises(ApprovalError, match="APPROVERS") as stranger:
         check_approver(p, "mallory@contoso.com", approvers)
-    with pytest.raises(ApprovalError):
+    assert stranger.value.code == "not_an_approver"
+    with pytest.raises(ApprovalError) as nobody:
         check_approver(p, "", approvers)
+    assert nobody.value.code == "no_approver_identity"
     check_approver(p, "Bob@Contoso.com", approvers)
     closed = dataclasses.replace(p, status="applied")
-    with pytest.raises(ApprovalError, match="applied"):
+    with pytest.raises(ApprovalError, match="applied") as decided:
         check_approver(closed, "bob@contoso.com", approvers)
+    assert decided.value.code == "not_open"
+    # The requester is refused as such even when not an approver: the codes do not overlap.
+    with pytest.raises(ApprovalError) as own_outsider:
+        check_approver(p, "alice@contoso.com", ["bob@contoso.com"])
+    assert own_outsider.value.code == "own_proposal"

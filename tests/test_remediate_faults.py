@@ -4,15 +4,15 @@ and nothing is lost.
 Faults are injected at run time through the sandbox control endpoint
 (`POST {SANDBOX_CONTROL_URL}/faults`, rules documented in sandbox/faults.py). Retry delays go
 through the Remediator's injected `sleep`, recorded here, so the tests check that Retry-After is
-honoured without waiting for it. Facts: shared/reference/appgw-backend-tls.md §5 (429 and
-Retry-After), §6 (overlapping writes, no If-Match: re-GET and compare before the PUT).
+honoured without waiting for it. Facts: docs/sources.md#limits (429 and
+Retry-After), docs/sources.md#overlapping-writes (no If-Match: re-GET and compare before the PUT).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,10 @@ def bot_for(
     cap: float = 0.1,
     **env: str,
 ) -> tuple[Remediator, Sleeps]:
-    bot = make_remediator(handle, tmp_path, monkeypatch, **{"VERIFY_DEADLINE_SECONDS": "0", **env})
+    # The back-off these tests assert is the default 2 s (the fast sandbox profile sets 0); the
+    # delays are recorded by `Sleeps`, not waited for.
+    defaults = {"VERIFY_DEADLINE_SECONDS": "0", "WRITE_BACKOFF_SECONDS": "2"}
+    bot = make_remediator(handle, tmp_path, monkeypatch, **{**defaults, **env})
     sleeps = Sleeps(cap)
     bot.sleep = sleeps
     return bot, sleeps
@@ -311,21 +314,38 @@ def test_failed_update_that_kept_nothing_is_reported(
     assert comparable(after) == comparable(before)
 
 
+class FakeClock:
+    """The emulator's clock (option `clock`): operations end only when the test moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_slow_update_beyond_the_lro_timeout_is_not_written_twice(
-    v1: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The emulator's clock stands still, so the 8 s operation outlasts the bot's 1 s LRO timeout
+    # (real time) without the test waiting 8 s for ARM to finish it.
+    clock = FakeClock()
+    v1 = sandbox_factory("ilb-ase-v1", clock=clock)
     before = stored(v1)
-    bot, _ = bot_for(v1, tmp_path, monkeypatch, LRO_TIMEOUT_SECONDS="3")
+    bot, _ = bot_for(
+        v1, tmp_path, monkeypatch, LRO_TIMEOUT_SECONDS="1", ARM_POLLING_INTERVAL="0.05"
+    )
     control(v1, "/faults", {"kind": "slow_lro", "seconds": 8})
 
     outcome = bot.fix(v1.gateway_ids[0], requester="alice")
 
     assert (outcome.action, outcome.arm_writes, put_count(v1)) == ("failed", 1, 1)
-    assert "did not finish within 3 s" in outcome.reason
+    assert "did not finish within 1 s" in outcome.reason
     assert "not retried" in outcome.reason
+    assert stored(v1)["properties"]["provisioningState"] == "Updating"
     # ARM finishes the operation on its own; then a new run finds the fix in place.
-    while stored(v1)["properties"]["provisioningState"] != "Succeeded":
-        time.sleep(0.5)
+    clock.now += 8
+    assert stored(v1)["properties"]["provisioningState"] == "Succeeded"
     assert_fix_landed_and_nothing_lost(v1, before)
     again = bot.fix(v1.gateway_ids[0], requester="alice")
     assert again.action == "none" and again.arm_writes == 0
@@ -346,3 +366,151 @@ def test_approval_whose_update_fails_marks_the_proposal_failed(
     assert (outcome.action, outcome.arm_writes) == ("failed", 2)
     assert bot.proposals.get(proposed.proposal).status == "failed"
     assert comparable(stored(v1)) == comparable(before)
+
+
+# ---- the write protocol as recorded (issue 11): overlapping PUTs are accepted ----------------
+# tests/data/recorded/cli_ag_auth_cert_v1.json: PUTs while the gateway is Updating all get 200 and
+# their own operation; the earlier operation is canceled (superseded). So the bot must never PUT
+# while someone else's update runs, and must read a superseded write's nested detail code.
+
+
+class ClockSleeps(Sleeps):
+    """The bot's sleep moves the emulator's fake clock on instead of waiting."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(cap=0)
+        self.clock = clock
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.clock.now += seconds
+
+
+def operations(handle: SandboxHandle) -> list[tuple[str, str]]:
+    """(by, status) of every gateway write operation the emulator ran, in order."""
+    return [(o["by"], o["status"]) for o in control(handle, "/operations")]
+
+
+def test_the_bot_waits_while_another_writers_update_runs_and_never_cancels_it(
+    sandbox_factory: Callable[..., SandboxHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    v1 = sandbox_factory("ilb-ase-v1", clock=clock)
+    bot = make_remediator(v1, tmp_path, monkeypatch, VERIFY_DEADLINE_SECONDS="0")
+    sleeps = ClockSleeps(clock)
+    bot.sleep = sleeps
+    # Right after the write loop's read (GET 2), their update starts and runs 30 s (Updating).
+    control(v1, "/faults", {"kind": "another_writer", "after": 1, "seconds": 30})
+
+    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+
+    assert outcome.action == "applied", outcome.reason
+    assert (outcome.arm_writes, put_count(v1)) == (1, 1)
+    assert operations(v1) == [("another_writer", "Succeeded"), ("client", "Succeeded")]
+    # Polled every ARM_POLLING_INTERVAL (0 here: the 0.5 s floor), doubling, until it ended.
+    assert sleeps.delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert_theirs_survived(v1)
+    assert our_name(v1) in ref_names(settings_entry(stored(v1), "ase-https"), AUTH_CERTS)
+
+
+def test_a_gateway_that_stays_busy_is_not_written_and_the_outcome_says_so(
+    sandbox_factory: Callable[..., SandboxHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    v1 = sandbox_factory("ilb-ase-v1", clock=clock)
+    bot = make_remediator(v1, tmp_path, monkeypatch, BUSY_WAIT_SECONDS="60")
+    sleeps = ClockSleeps(clock)
+    bot.sleep = sleeps
+    control(v1, "/faults", {"kind": "another_writer", "after": 1, "seconds": 10_000})
+
+    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+
+    assert (outcome.action, outcome.arm_writes, put_count(v1)) == ("failed", 0, 0)
+    assert "stayed busy" in outcome.reason and "Updating" in outcome.reason
+    assert sum(sleeps.delays) == 60
+    assert operations(v1) == [("another_writer", "InProgress")]  # theirs runs on, uncanceled
+    assert bot.changes.for_gateway(v1.gateway_ids[0]) == []
+
+
+def test_a_superseded_write_converges_to_exactly_one_applied_change(
+    v1: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = stored(v1)
+    bot, sleeps = bot_for(v1, tmp_path, monkeypatch)
+    control(v1, "/faults", {"kind": "conflict", "outcome": "superseded"})
+
+    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+
+    assert outcome.action == "applied", outcome.reason
+    assert (outcome.arm_writes, put_count(v1)) == (2, 2)
+    assert sleeps.delays == [2.0]  # Canceled + nested superseded detail: re-read, re-plan, retry
+    assert operations(v1) == [("client", "Canceled"), ("client", "Succeeded")]
+    [change] = bot.changes.for_gateway(v1.gateway_ids[0])
+    assert (change.kind, change.id) == ("apply", outcome.change)
+    assert [c["name"] for c in stored(v1)["properties"][AUTH_CERTS]].count(our_name(v1)) == 1
+    assert_fix_landed_and_nothing_lost(v1, before)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param(
+            {"kind": "throttle", "method": "GET", "route": "async_op", "retry_after": 0},
+            id="429-on-poll",
+        ),
+        pytest.param(
+            {"kind": "transient", "method": "GET", "route": "async_op", "status": 503},
+            id="503-on-poll",
+        ),
+    ],
+)
+def test_a_throttled_or_failing_status_poll_still_ends_in_a_verified_recorded_change(
+    v1: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule: dict[str, Any]
+) -> None:
+    # The SDK's retries are off for the PUT only: the poll is retried by the SDK itself.
+    before = stored(v1)
+    bot, _ = bot_for(v1, tmp_path, monkeypatch, VERIFY_DEADLINE_SECONDS="20", cap=2.0)
+    control(v1, "/faults", rule)
+
+    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+
+    assert outcome.action == "applied", outcome.reason
+    assert (outcome.arm_writes, put_count(v1)) == (1, 1)
+    assert outcome.verified is True
+    polls = [r["status"] for r in arm_requests(v1) if "/operations/" in r["path"]]
+    assert polls[0] == rule.get("status", 429) and polls[-1] == 200
+    [change] = bot.changes.for_gateway(v1.gateway_ids[0])
+    assert change.id == outcome.change
+    assert_fix_landed_and_nothing_lost(v1, before)
+
+
+def test_a_403_on_a_status_poll_of_an_applied_change_is_decided_by_the_document(
+    v1: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The PUT landed; only the poll was refused (e.g. no locations/operations/read). The change
+    # is in the document: it is recorded and verified, never turned into a proposal.
+    before = stored(v1)
+    bot, _ = bot_for(v1, tmp_path, monkeypatch, VERIFY_DEADLINE_SECONDS="20", cap=2.0)
+    control(
+        v1,
+        "/faults",
+        {
+            "kind": "error",
+            "method": "GET",
+            "route": "async_op",
+            "status": 403,
+            "code": "AuthorizationFailed",
+            "message": "The client does not have authorization to perform action "
+            "'Microsoft.Network/locations/operations/read'.",
+        },
+    )
+
+    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+
+    assert outcome.action == "applied", outcome.reason
+    assert outcome.proposal is None and bot.proposals.list(status="open") == []
+    assert (outcome.arm_writes, put_count(v1)) == (1, 1)
+    assert outcome.verified is True
+    [change] = bot.changes.for_gateway(v1.gateway_ids[0])
+    assert change.id == outcome.change
+    assert_fix_landed_and_nothing_lost(v1, before)

@@ -4,7 +4,7 @@ azure-mgmt-network) against the local ARM emulator, with real TLS backends.
 Every test starts a sandbox scenario (docs/sandbox.md), builds the CLI's Remediator
 (`shared.cli.wiring.local_remediator`) from the environment the sandbox sets, and checks what
 reached the emulator: the ARM requests it served (`GET {SANDBOX_CONTROL_URL}/requests`) and the
-stored gateway document (`handle.arm.gateway_document`, hidden certificate `data` included).
+stored gateway document (`handle.arm.gateway_document`, sslCertificates' PFX included).
 The helpers here are shared with test_remediate_faults.py and test_cli_fix.py.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from sandbox.runtime import SandboxHandle
 from shared.cli.wiring import local_remediator
@@ -72,7 +73,7 @@ def put_count(handle: SandboxHandle) -> int:
 
 
 def stored(handle: SandboxHandle, index: int = 0) -> dict[str, Any]:
-    """The emulator's stored gateway document, with the `data` ARM hides on GET."""
+    """The emulator's stored gateway document (with what GET never shows: the listener PFX)."""
     return dict(handle.arm.gateway_document(handle.gateway_ids[index]))
 
 
@@ -173,7 +174,7 @@ def test_v1_apply_one_write_healthy_then_nothing(
     assert outcome.verification and all(c["health"] == "healthy" for c in outcome.verification)
     after = stored(v1)
     # The ILB default certificate's DER is added under a name that encodes its thumbprint
-    # (appgw-backend-tls.md §3: v1 allow-lists the leaf; `data` is base64 DER).
+    # (docs/sources.md#backend-trust: v1 allow-lists the leaf; `data` is base64 DER).
     name = certificate_name(_sha1(v1, "ilb-default"))
     assert cert_names(after, AUTH_CERTS) == ["app-cert", name]
     assert cert_data(after, AUTH_CERTS, name) == b64_der(v1, "ilb-default")
@@ -503,7 +504,7 @@ def test_v2_root_adds_one_trusted_root_and_no_authentication_certificate(
         *ref_names(settings_entry(before, "ase-https"), TRUSTED_ROOTS),
         name,
     ]
-    # v2 rejects authentication certificates (appgw-backend-tls.md §3): none was ever sent.
+    # v2 rejects authentication certificates (docs/sources.md#backend-trust): none was ever sent.
     assert AUTH_CERTS not in after["properties"] or not after["properties"][AUTH_CERTS]
     assert all(
         AUTH_CERTS not in e.get("properties", {})
@@ -543,24 +544,80 @@ def test_key_vault_mismatch_turns_apply_into_propose(
     assert put_count(handle) == 0
 
 
+def _root_not_sent(data: dict[str, Any]) -> None:
+    """The backend sends leaf and intermediate but not its root, as Microsoft recommends."""
+    data["name"] = "v2-root-not-sent"
+    data["backends"][0]["sni"]["test.appgwtestase.com"] = ["app-cert", "new-int"]
+
+
+def _root_not_sent_old_root_in_vault(data: dict[str, Any]) -> None:
+    _root_not_sent(data)
+    _with_old_root_in_vault(data)
+    data["name"] = "v2-root-not-sent-old-root"
+
+
+def test_v2_root_not_sent_is_taken_from_key_vault_never_the_intermediate(
+    sandbox_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v2-root", _root_not_sent))
+    bot = make_remediator(handle, tmp_path, monkeypatch)
+
+    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+
+    assert outcome.action == "applied", outcome.reason
+    assert (outcome.arm_writes, outcome.verified) == (1, True)
+    after = stored(handle)
+    name = certificate_name(_sha1(handle, "new-root"))
+    assert name in cert_names(after, TRUSTED_ROOTS)
+    assert cert_data(after, TRUSTED_ROOTS, name) == b64_der(handle, "new-root")  # self-signed
+    intermediate = certificate_name(_sha1(handle, "new-int"))
+    assert intermediate not in cert_names(after, TRUSTED_ROOTS)
+
+
+def test_v2_root_not_sent_nor_in_key_vault_names_the_root_and_uploads_nothing(
+    sandbox_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = sandbox_factory(
+        scenario_file(tmp_path, "ilb-ase-v2-root", _root_not_sent_old_root_in_vault)
+    )
+    bot = make_remediator(handle, tmp_path, monkeypatch, TRUSTED_CERT_NAMES="contoso-root-2019")
+
+    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+
+    assert (outcome.action, outcome.arm_writes, outcome.proposal) == ("none", 0, None)
+    assert put_count(handle) == 0
+    root = handle.certs["new-root"].cert
+    ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = ski.digest.hex().upper()
+    assert f"obtain the trusted root {root.subject.rfc4514_string()}" in outcome.reason
+    assert aki in outcome.reason
+    assert outcome.diagnosis is not None
+    fix = outcome.diagnosis["findings"][0]["fix"]
+    assert fix["action"] == "none" and fix["certificate"] is None
+    assert fix["required_root"]["authority_key_identifier"] == aki
+
+
 def test_sandbox_scenario_settings_are_what_the_tests_assume(v1: SandboxHandle) -> None:
-    # The acceptance tests rely on the scenario's own bot settings: apply mode, scope rg-ase.
+    # The acceptance tests rely on the scenario's own bot settings (apply mode) and, with the
+    # roles infra/ grants (sandbox_factory's rbac="infra"), on infra's scope: the gateway ids.
     assert v1.env["REMEDIATION_MODE"] == "apply"
-    assert v1.env["ALLOWED_SCOPES"].endswith("/resourceGroups/rg-ase")
+    assert v1.env["ALLOWED_SCOPES"] == ",".join(v1.gateway_ids)
     assert v1.gateway_ids[0].endswith("/agw-ase-v1")
 
 
 def test_stale_periodic_health_is_not_verified_but_on_demand_evidence_is_fresh(
-    sandbox_factory: Callable[[str], SandboxHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox_factory: Callable[..., SandboxHandle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A 30 s probe interval: the periodic result right after the write is the stale, unhealthy one.
     def slow_probes(data: dict[str, Any]) -> None:
-        data["options"]["probe_interval_seconds"] = 30
         for gateway in data["gateways"]:
             for probe in gateway["properties"].get("probes", []):
                 probe["properties"]["interval"] = 30
 
-    handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v1", slow_probes))
+    # The emulator's probe interval is this test's subject: it overrides the fast timing's 0.
+    handle = sandbox_factory(
+        scenario_file(tmp_path, "ilb-ase-v1", slow_probes), probe_interval_seconds=30
+    )
     bot = make_remediator(handle, tmp_path, monkeypatch, VERIFY_DEADLINE_SECONDS="3")
     outcome = bot.fix(handle.gateway_ids[0])
     assert (outcome.action, outcome.arm_writes) == ("applied", 1)

@@ -38,7 +38,9 @@ def test_json_contract_for_the_seed(pki: Pki, servers: list[TlsServer]) -> None:
     assert out["gateway"]["generation"] == "v1" and out["gateway"]["sku_tier"] == "Standard"
     for finding in out["findings"]:
         assert set(finding) >= FINDING_KEYS
-        assert {"action", "certificate", "settings", "host_name"} <= set(finding["fix"])
+        assert {"action", "certificate", "settings", "host_name", "required_root"} <= set(
+            finding["fix"]
+        )
     seed = next(f for f in out["findings"] if f["settings"] == "ase-https")
     assert seed["cause"] == "default_certificate_without_sni"
     cert = seed["fix"]["certificate"]
@@ -52,6 +54,7 @@ def test_json_contract_for_the_seed(pki: Pki, servers: list[TlsServer]) -> None:
         "certificate": None,
         "settings": [],
         "host_name": None,
+        "required_root": None,
     }
 
 
@@ -65,6 +68,7 @@ def test_json_v2_host_name_fix(pki: Pki, servers: list[TlsServer]) -> None:
         "certificate": None,
         "settings": ["ase-https"],
         "host_name": HOST,
+        "required_root": None,
     }
 
 

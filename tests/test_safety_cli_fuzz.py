@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shared.cli.remediate  # noqa: F401 - registers fix, as `python -m shared` does
-from shared.cli.main import main
+from shared.cli.main import COMMANDS, Command, main
+from shared.common.errors import InputError
 
 pytestmark = [pytest.mark.safety]
 
@@ -56,7 +57,37 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     assert "Traceback" not in out + err, err
     if code == 2:
         assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert not err.startswith("error: unexpected"), err
     return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "prefix"),
+    [
+        (InputError("bad --port"), 2, "error: bad --port\n"),
+        (OSError("unreachable"), 2, "error: unreachable\n"),
+        (ValueError("internal slip"), 1, "error: unexpected ValueError: internal slip\n"),
+        (KeyError("x"), 1, "error: unexpected KeyError: 'x'\n"),
+    ],
+)
+def test_bad_input_and_internal_errors_exit_differently(
+    exc: Exception,
+    code: int,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What makes the fuzz tests meaningful: input the CLI refuses is an InputError (exit 2); a
+    ValueError that escapes is a bug and exits 1, so `run` fails on it instead of passing it off
+    as bad input."""
+
+    def handler(_: Any) -> int:
+        raise exc
+
+    monkeypatch.setitem(COMMANDS, "boom", Command("raises", lambda p: None, handler))
+    assert main(["boom"]) == code
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", prefix)
 
 
 def _paths(doc: Any) -> list[tuple[Any, ...]]:
@@ -126,6 +157,8 @@ def test_diagnose_refuses_odd_arguments(tmp_path: Path, capsys: pytest.CaptureFi
         ["diagnose", "--gateway", str(good), "--health", str(health), "--timeout", "-1"],
         ["diagnose", "--gateway", str(good), "--health", str(health), "--format", "xml"],
         ["diagnose", "--gateway-id", "../../etc/passwd", "--no-probe"],
+        ["diagnose", "--gateway", "gate\x00way.json", "--health", str(health)],  # ValueError
+        ["diagnose", "--gateway", str(good), "--health", str(health) + "\x00"],
         ["no-such-command"],
         [],
     ):
@@ -193,7 +226,9 @@ def test_export_cert_survives_fuzzed_arguments(
     )
     timeouts = st.sampled_from(["2", "0.5", "0", "-1", "nan", "inf", "-inf", "1e309", "x"])
     snis = st.none() | st.text(max_size=80)
-    outs = st.sampled_from([None, str(tmp_path / "out.pem"), str(tmp_path), "/dev/full"])
+    outs = st.sampled_from(
+        [None, str(tmp_path / "out.pem"), str(tmp_path), "/dev/full", str(tmp_path / "o\x00.pem")]
+    )
 
     @FUZZ
     @given(port=ports, timeout=timeouts, sni=snis, out=outs, chain=st.booleans())

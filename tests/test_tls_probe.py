@@ -172,7 +172,7 @@ class TlsServer:
         if ctx is not None:
             sslobj.context = ctx
             return None
-        # A backend without a default certificate resets the handshake (reference §2.1).
+        # A backend without a default certificate resets the handshake (docs/sources.md#sni-rules).
         return None if self.default_chain else ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
 
     def _accept(self) -> None:
@@ -184,6 +184,11 @@ class TlsServer:
                 continue
             self._conns.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @property
+    def accepted(self) -> int:
+        """TCP connections accepted so far (each capture opens exactly one)."""
+        return len(self._conns)
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -279,25 +284,42 @@ def test_silent_peer_times_out(servers: list[TlsServer]) -> None:
     assert cap.error is ProbeErrorKind.TIMEOUT
 
 
-def test_capture_all_deduplicates_and_runs_concurrently(pki: Pki, servers: list[TlsServer]) -> None:
-    silent = [TlsServer(behaviour="silent").start() for _ in range(8)]
-    servers.extend(silent)
+def test_capture_all_deduplicates_identical_requests(pki: Pki, servers: list[TlsServer]) -> None:
     ilb = TlsServer([pki.ilb_default], {"test.appgwtestase.com": [pki.app]}).start()
-    servers.append(ilb)
+    other = TlsServer([pki.ilb_default]).start()
+    servers += [ilb, other]
+    plain, named = (ilb.address, ilb.port, None), (ilb.address, ilb.port, "test.appgwtestase.com")
+    requests = [plain, named, plain, (other.address, other.port, None), plain, named]
+
+    results = capture_all(requests, timeout=5)
+
+    assert set(results) == set(requests) and len(results) == 3
+    assert results[plain].leaf.sha1 == pki.ilb_default.sha1  # type: ignore[union-attr]
+    assert results[named].leaf.sha1 == pki.app.sha1  # type: ignore[union-attr]
+    # One TCP connection per distinct (address, port, SNI), however often it was asked for.
+    assert (ilb.accepted, other.accepted) == (2, 1)
+
+
+@pytest.mark.parametrize(("peers", "max_workers"), [(8, None), (6, 3)])
+def test_capture_all_pays_one_timeout_per_round_of_the_pool(
+    servers: list[TlsServer], peers: int, max_workers: int | None
+) -> None:
+    """n silent peers with a pool of k workers cost ceil(n / k) timeouts: not one more (they run
+    concurrently), not one less (the pool really is that size)."""
+    timeout = 1.0
+    silent = [TlsServer(behaviour="silent").start() for _ in range(peers)]
+    servers.extend(silent)
     requests = [(s.address, s.port, None) for s in silent]
-    requests += [(ilb.address, ilb.port, None)] * 3 + [
-        (ilb.address, ilb.port, "test.appgwtestase.com")
-    ]
+    kwargs = {} if max_workers is None else {"max_workers": max_workers}
+    rounds = -(-peers // (max_workers or peers))  # the default pool (256) holds every peer
 
     started = time.monotonic()
-    results = capture_all(requests, timeout=1.0)
+    results = capture_all(requests, timeout=timeout, **kwargs)
     elapsed = time.monotonic() - started
 
-    assert len(results) == 10
-    assert all(results[r].error is ProbeErrorKind.TIMEOUT for r in requests[:8])
-    assert results[(ilb.address, ilb.port, None)].leaf.sha1 == pki.ilb_default.sha1  # type: ignore[union-attr]
-    # Eight silent peers in sequence would cost eight timeouts; concurrently about one.
-    assert elapsed < 8.0
+    assert all(results[r].error is ProbeErrorKind.TIMEOUT for r in requests)
+    assert [s.accepted for s in silent] == [1] * peers
+    assert rounds * timeout * 0.9 <= elapsed < (rounds + 1) * timeout, (rounds, elapsed)
 
 
 def test_capture_all_empty() -> None:

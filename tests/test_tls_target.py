@@ -1,5 +1,5 @@
-"""The gateway's TLS parameters per SKU. Expectations are written by hand from reference §2
-(appgw-backend-tls.md), not derived from the code."""
+"""The gateway's TLS parameters per SKU. Expectations are written by hand from
+docs/sources.md#sni-rules, not derived from the code."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ IP = {"ipAddress": "10.1.5.11"}
 FQDN = {"fqdn": "pool.contoso.com"}
 
 CASES = [
-    # ---- v1 (§2.1 v1 column: SNI is the backend pool FQDN; an IP member gets no SNI) ----
+    # ---- v1 (SNI is the backend pool FQDN; an IP member gets no SNI) ----
     Case(
         "v1 ILB ASE seed: IP member, probe and settings host only set the Host header",
         "Standard",
@@ -152,7 +152,7 @@ CASES = [
         "127.0.0.1",
         443,
     ),
-    # ---- v2 (§2.1 v2 column: custom probe host > settings hostName > pool FQDN) ----
+    # ---- v2 (custom probe host > settings hostName > pool FQDN) ----
     Case(
         "v2 probe host wins over settings hostName and pool FQDN",
         "Standard_v2",
@@ -204,7 +204,7 @@ CASES = [
         443,
     ),
     Case(
-        "v2 pick from backend address with an IP member sends no SNI (§2.3: IPs unsupported)",
+        "v2 pick from backend address with an IP member sends no SNI (IPs unsupported)",
         "Standard_v2",
         IP,
         {"pickHostNameFromBackendAddress": True},
@@ -254,7 +254,7 @@ CASES = [
         4443,
     ),
     Case(
-        "v2 custom probe host outranks sniName (documented probe precedence, §2.1)",
+        "v2 custom probe host outranks sniName (documented probe precedence)",
         "Standard_v2",
         IP,
         {"sniName": "sni.contoso.com", "hostName": "app.contoso.com"},
@@ -264,7 +264,7 @@ CASES = [
         443,
     ),
     Case(
-        "v2 sniName outranks the settings hostName (our reading of §2.3)",
+        "v2 sniName outranks the settings hostName (our reading of sniName)",
         "Standard_v2",
         IP,
         {"sniName": "sni.contoso.com", "hostName": "app.contoso.com"},
@@ -306,7 +306,7 @@ def test_v1_never_validates_name_or_chain() -> None:
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ({}, (True, True)),  # not set: Azure's default is true (§2.3)
+        ({}, (True, True)),  # not set: Azure's default is true
         ({"validateSNI": False}, (False, True)),
         ({"validateCertChainAndExpiry": False}, (True, False)),
         ({"validateSNI": True, "validateCertChainAndExpiry": True}, (True, True)),

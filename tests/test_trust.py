@@ -235,3 +235,28 @@ def test_fetch_trusted_certificates_from_local_vault(
     assert fetch_trusted_certificates(url, [], _Credential()) == []
     with pytest.raises(Exception, match=r"CertificateNotFound|not found|Not Found"):
         fetch_trusted_certificates(url, ["missing"], _Credential(), **kwargs)
+
+
+def test_v2_intermediate_is_never_a_trusted_root() -> None:
+    """Only a self-signed root is valid there; intermediates belong on the server
+    (https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication)."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Corp Root")])
+    int_key = ec.generate_private_key(ec.SECP256R1())
+    inter = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Corp Issuing CA")]))
+        .issuer_name(root_name)
+        .public_key(int_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=30))
+        .not_valid_after(NOW + timedelta(days=300))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root_key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    result = check(fix_for(inter, ROOT), generation=Generation.V2, trusted_ders=(inter,))
+    assert not result.ok
+    assert result.reasons == (
+        "a v2 trusted root must be a self-signed root, never an intermediate",
+    )

@@ -48,8 +48,8 @@ def _read_json(path: str, what: str) -> Any:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} file {path}: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path; UnicodeDecodeError
+        raise InputError(f"cannot read {what} file {path!r}: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -58,7 +58,10 @@ def _read_json(path: str, what: str) -> Any:
 
 def _write(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except ValueError as exc:  # a NUL in the path
+            raise InputError(f"cannot write {out!r}: {exc}") from None
     else:
         sys.stdout.write(text)
 
@@ -199,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(COMMANDS[args.command].handler(args))
-    except (BotError, OSError, ValueError) as exc:
+    except (BotError, OSError) as exc:
+        # Bad input is an InputError (a BotError) by the time it gets here. A bare ValueError is a
+        # bug, not bad input: it falls through to "unexpected" (exit 1) so tests can tell.
         sys.stderr.write(f"error: {_one_line(exc)}\n")
         return 2
     except KeyboardInterrupt:

@@ -244,6 +244,14 @@ SETTINGS: tuple[Setting, ...] = (
         _float(0, 60),
     ),
     Setting(
+        "BUSY_WAIT_SECONDS",
+        "Longest wait for another operation on a gateway (provisioningState Updating) to end "
+        "before the bot writes: a PUT meanwhile would cancel that operation. Polled every "
+        "ARM_POLLING_INTERVAL, doubling up to 60 s; still busy after it: no write, reported.",
+        "900",
+        _float(0, 7200),
+    ),
+    Setting(
         "VERIFY_POLL_MIN_SECONDS",
         "Shortest wait between two backend-health reads while verifying a change (the gateway's "
         "probe interval paces them otherwise).",

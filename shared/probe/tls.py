@@ -127,7 +127,12 @@ def _handshake(sock: socket.socket, sni: str | None, deadline: float) -> tuple[C
     conn = SSL.Connection(_context(), None)
     conn.set_connect_state()
     if sni:
-        conn.set_tlsext_host_name(sni.encode("idna"))
+        try:
+            name = sni.encode("idna")
+        except UnicodeError as exc:  # not a host name: nothing a gateway could send either
+            detail = f"cannot send SNI {sni!r}: {exc}"
+            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, detail) from None
+        conn.set_tlsext_host_name(name)
     seen_bytes = False
     while True:
         try:

@@ -1,7 +1,7 @@
 """Parse Azure Monitor alerts (common alert schema only) into what the bot acts on. Pure.
 
-Schema facts: reference functions-and-alerts.md §1 (common schema, App Gateway example §1.3,
-legacy payloads §1.4 which are rejected, as §1.4's recommendation says).
+Schema facts: docs/sources.md#alert-schema (the common schema, the App Gateway metric alert split by
+BackendSettingsPool; legacy non-common payloads are rejected).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from shared.common.errors import InputError, ResourceIdError
 from shared.common.ids import GatewayId, parse_gateway_id
 
 COMMON_SCHEMA_ID = "azureMonitorCommonAlertSchema"
-# The common schema caps a payload at 256 KB (reference §1.1); anything larger is not an alert.
+# The common schema caps a payload at 256 KB (docs/sources.md#alert-schema); anything larger is not
+# an alert.
 MAX_ALERT_BYTES = 256 * 1024
 MAX_ID_LENGTH = 1024
 HINT_METRIC = "unhealthyhostcount"
@@ -56,7 +57,8 @@ class AlertEvent:
 
     @property
     def dedup_key(self) -> tuple[str, str]:
-        """(alertId, monitorCondition): retries and parallel action groups repeat both (§2)."""
+        """(alertId, monitorCondition): retries and parallel action groups repeat both
+        (docs/sources.md#action-groups)."""
         return (self.alert_id.lower(), self.monitor_condition)
 
 
@@ -128,7 +130,7 @@ def _gateways(targets: object) -> tuple[GatewayId, ...]:
 
 def _hint(context: object) -> BackendHint | None:
     """The BackendSettingsPool dimension (`<pool>~<settings>`) of an UnhealthyHostCount metric
-    criterion (reference §1.3: split on the first `~`)."""
+    criterion (docs/sources.md#alert-schema: split on the first `~`)."""
     condition = context.get("condition") if isinstance(context, Mapping) else None
     criteria = condition.get("allOf") if isinstance(condition, Mapping) else None
     for criterion in criteria if isinstance(criteria, list) else []:
@@ -173,7 +175,7 @@ def _optional_str(value: object) -> str | None:
 
 
 def _get_ci(mapping: Mapping[str, Any], name: str) -> object:
-    """alertRuleID vs alertRuleId: the docs spell it both ways (reference §1.1)."""
+    """alertRuleID vs alertRuleId: the docs spell it both ways (docs/sources.md#alert-schema)."""
     lowered = name.lower()
     for key, value in mapping.items():
         if isinstance(key, str) and key.lower() == lowered:

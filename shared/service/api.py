@@ -2,8 +2,8 @@
 a JSON body out. function_app.py maps them to routes.
 
 Every answer is JSON; errors are `{"error": {"code", "message"}}` with a proper status and never a
-traceback. Action groups retry only 408/429/503/504 (functions-and-alerts.md §2): a bad payload gets
-400 (not retried), storage trouble 503 (retried).
+traceback. Action groups retry only 408/429/503/504 (docs/sources.md#action-groups): a bad payload
+gets 400 (not retried), storage trouble 503 (retried).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from shared.service.logs import log_context
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024  # the common alert schema's own cap (functions-and-alerts.md §1.1)
+MAX_BODY_BYTES = 256 * 1024  # the common alert schema's own cap (docs/sources.md#alert-schema)
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,9 @@ def handle_decide_proposal(
         except ProposalNotFound:
             return error(404, "NotFound", f"no proposal {proposal_id[:80]!r}")
         except ApprovalError as exc:
-            return error(403, "Forbidden", str(exc))
+            # `reason` tells "not an approver" from "own proposal" (ApprovalError codes).
+            refusal = {"code": "Forbidden", "reason": exc.code, "message": exc.message}
+            return ApiResponse(403, {"error": refusal})
         gid = parse_gateway_id(proposal.gateway_id)
         _check_scope(ctx, gid)
         if decision == "reject":

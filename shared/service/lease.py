@@ -1,8 +1,8 @@
 """One writer per gateway: a blob lease (function app) or a file lock (CLI), same interface.
 
-Concurrent PUTs on one Application Gateway cancel each other (peers.md §0 finding 4), so every
-write path holds the gateway's lock. The blob lease is renewed in the background while held,
-because a gateway update can take many minutes while a lease lasts at most 60 s.
+Concurrent PUTs on one Application Gateway cancel each other (docs/sources.md#overlapping-writes),
+so every write path holds the gateway's lock. The blob lease is renewed in the background while
+held, because a gateway update can take many minutes while a lease lasts at most 60 s.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The ids live in contextvars (`log_context`), so they follow the code through calls without being
 passed around; a filter copies them onto each record. In the Functions host the worker forwards
-the root logger to Application Insights itself (reference functions-and-alerts.md §3.6), so there
+the root logger to Application Insights itself (docs/sources.md#functions), so there
 the ids are appended to the message text; elsewhere lines are JSON.
 """
 

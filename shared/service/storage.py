@@ -8,9 +8,9 @@ Ledger table layout (one table, PartitionKey/RowKey by record kind):
   decision-<sha256(gateway)>/<time>  what happened to a gateway, by whom (seen/changed/verified…)
 
 Action groups retry and send duplicates, so the alert path deduplicates on (alertId,
-monitorCondition) and coalesces with an active job (reference functions-and-alerts.md §2, §8).
+monitorCondition) and coalesces with an active job (docs/sources.md#action-groups).
 Every storage failure surfaces as StorageUnavailable so the HTTP layer can answer 503, the one
-answer an action group retries on (§2).
+answer an action group retries on (docs/sources.md#action-groups).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ _MAX_INLINE_JSON = 30_000
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _BLOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CAS_ATTEMPTS = 20
-# Fail fast: the HTTP trigger must answer (503) well within the action group's ~10 s (§2).
+# Fail fast: the HTTP trigger must answer (503) well within the action group's ~10 s.
 _BLOB_QUEUE_RETRY: dict[str, Any] = {
     "retry_total": 2,
     "retry_connect": 1,
@@ -275,7 +275,8 @@ class Storage:
         return self.blob_service.get_container_client(name)
 
     def jobs_queue_client(self) -> QueueClient:
-        """The job queue, base64 both ways: the Functions queue trigger expects base64 (§3.5)."""
+        """The job queue, base64 both ways: the Functions queue trigger expects base64
+        (docs/sources.md#functions)."""
         self.ensure()
         return self.queue_service.get_queue_client(
             self.names.jobs_queue,

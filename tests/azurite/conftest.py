@@ -270,7 +270,7 @@ def bot_app(
                 "COOLDOWN_MINUTES": "0",
                 **settings,
             }
-            if not worker:  # the host's way to switch one function off (reference §3.3)
+            if not worker:  # the host's way to switch one function off (docs/sources.md#functions)
                 env["AzureWebJobs.worker.Disabled"] = "true"
             runner = FunctionRunner(
                 load_app(storage_names.jobs_queue, monkeypatch),

@@ -1,6 +1,6 @@
 """The bindings function_app declares, as the Functions host indexes them (`app.get_functions()`):
-routes, methods, auth levels, queues, connection and timer schedule (issue #5; reference
-functions-and-alerts.md §3.1-§3.3).
+routes, methods, auth levels, queues, connection and timer schedule (issue #5;
+docs/sources.md#functions).
 
 function_app is indexed in a fresh interpreter with the default app settings: other tests reload
 it with per-test queue names, and azure-functions 1.26 refuses a second get_functions() call.
@@ -80,7 +80,8 @@ def test_http_routes_methods_and_function_keys(
     assert trigger["type"] == "httpTrigger" and trigger["direction"] == "IN"
     assert trigger["route"] == route
     assert [m.upper() for m in trigger["methods"]] == methods
-    # Action groups call the Azure Function receiver with the function key (reference §2).
+    # Action groups call the Azure Function receiver with the function key
+    # (docs/sources.md#action-groups).
     assert trigger["authLevel"] == "FUNCTION"
     [output] = [b for b in bindings[name] if b["direction"] == "OUT"]
     assert output["type"] == "http" and output["name"] == "$return"

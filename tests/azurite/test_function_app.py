@@ -3,7 +3,7 @@ over real HTTP, its queue and timer triggers fed from real Azurite, the bot's SD
 to a real sandbox (ARM emulator, identity endpoint, TLS backends).
 
 ARM writes are counted from the sandbox's control endpoint (`GET {SANDBOX_CONTROL_URL}/requests`).
-Alert payloads follow the common schema (shared/reference/functions-and-alerts.md §1.3).
+Alert payloads follow the common schema (docs/sources.md#alert-schema).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def test_resolved_alert_is_recorded_and_starts_nothing(bot_app: Factory) -> None
 
 
 def _legacy_alert(gateway_id: str) -> dict[str, Any]:
-    """A non-common metric alert (reference §1.4): rejected, the action group is misconfigured."""
+    """A non-common metric alert (docs/sources.md#alert-schema): rejected, the action group is
+    misconfigured."""
     return {
         "schemaId": "AzureMonitorMetricAlert",
         "data": {
@@ -162,7 +163,8 @@ def test_function_key_is_required(bot_app: Factory) -> None:
     assert app.call("GET", "jobs/anything", key=None).status == 401
     assert app.call("POST", app.gateway_path("fix"), {}, key="wrong-key").status == 401
     assert app.call("GET", "proposals", key=None).status == 401
-    # The key in the query string, as an action group's Azure Function receiver sends it (§2).
+    # The key in the query string, as an action group's Azure Function receiver sends it
+    # (docs/sources.md#action-groups).
     url = f"{app.runner.url}/api/alerts?code={KEY}"
     reply = http("POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
     assert reply.status == 202
@@ -261,7 +263,9 @@ def test_approval_refused_without_an_authenticated_approver(bot_app: Factory) ->
     app.runner.stop()
     app = bot_app(sandbox=app.sandbox, worker=False, APPROVERS=ALICE, WEBSITE_AUTH_ENABLED="True")
     for headers in ({}, _as(ALICE)):
-        assert app.call("POST", "proposals/p-1/approve", {}, headers=headers).status == 401
+        reply = app.call("POST", "proposals/p-1/approve", {}, headers=headers)
+        assert reply.status == 401 and reply.json()["error"]["code"] == "Unauthenticated"
+        assert "reason" not in reply.json()["error"]  # not an approval refusal: nobody signed in
 
 
 def test_proposal_approved_through_the_api_is_applied(bot_app: Factory) -> None:
@@ -288,9 +292,18 @@ def test_proposal_approved_through_the_api_is_applied(bot_app: Factory) -> None:
     approve = f"proposals/{proposal_id}/approve"
     assert app.call("POST", approve, {}).status == 401  # nobody signed in
     refused = app.call("POST", approve, {}, headers=_as("mallory@contoso.com"))
-    assert refused.status == 403  # not in APPROVERS
+    assert refused.status == 403
+    assert refused.json()["error"] == {
+        "code": "Forbidden",
+        "reason": "not_an_approver",
+        "message": "mallory@contoso.com is not in APPROVERS",
+    }
     own = app.call("POST", approve, {}, headers=_as(BOB))
     assert own.status == 403  # the requester cannot approve their own proposal
+    assert (own.json()["error"]["code"], own.json()["error"]["reason"]) == (
+        "Forbidden",
+        "own_proposal",
+    )
     assert app.call("GET", "proposals/no-such-proposal").status == 404
     assert (
         app.call("POST", "proposals/no-such-proposal/approve", {}, headers=_as(ALICE)).status == 404

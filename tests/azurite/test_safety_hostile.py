@@ -3,8 +3,8 @@ sandbox). Fuzzed and forged requests get a 4xx JSON error, never a 5xx or a trac
 is written; a backend presenting a certificate the trusted source does not vouch for is proposed,
 not applied; addresses in request bodies are never connected to.
 
-Alert schema and limits: reference functions-and-alerts.md §1 (common schema, 256 KB cap, §1.4
-legacy payloads refused); ARM ids compare case-insensitively (shared/common/ids.py).
+Alert schema and limits: docs/sources.md#alert-schema (common schema, 256 KB cap, legacy payloads
+refused); ARM ids compare case-insensitively (shared/common/ids.py).
 """
 
 from __future__ import annotations

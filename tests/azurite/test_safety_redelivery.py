@@ -6,7 +6,7 @@
 - The gateway lease is lost mid-job (renewal fails, the lease expires): the write loop refuses to
   write, nothing is written twice.
 - Azurite stops and restarts with its data on disk: alerts during the outage get 503 (the one
-  answer an action group retries, reference functions-and-alerts.md §2), after the restart the
+  answer an action group retries, docs/sources.md#action-groups), after the restart the
   pipeline converges.
 """
 

@@ -4,7 +4,7 @@ its worker runs: each gateway gets at most one write per distinct fix, every ale
 recorded once in the ledger, and no answer is a 5xx while storage is up.
 
 Action groups retry and send duplicates; the bot deduplicates on (alertId, monitorCondition) and
-coalesces per gateway (reference functions-and-alerts.md §2, §8).
+coalesces per gateway (docs/sources.md#action-groups).
 """
 
 from __future__ import annotations

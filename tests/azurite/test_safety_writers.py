@@ -3,8 +3,9 @@ Remediator → ARM emulator). Every overlapping-write outcome the sandbox can pr
 "Faults": conflict 409 / 429 / superseded, another writer between our read and our write, and
 both at once): their change survives, ours lands or the job reports why it did not; nothing lost.
 
-Facts: reference appgw-backend-tls.md §5 (429 and Retry-After) and §6 (overlapping writes cancel
-each other; no If-Match on the gateway PUT, so the bot re-reads and compares before writing).
+Facts: docs/sources.md#limits (429 and Retry-After) and docs/sources.md#overlapping-writes
+(overlapping writes cancel each other; no If-Match on the gateway PUT, so the bot re-reads and
+compares before writing).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def run_alert(app: BotApp, faults: list[dict[str, Any]]) -> dict[str, Any]:
         pytest.param([{"kind": "conflict", "outcome": "superseded"}], 2, False, id="superseded"),
         pytest.param([{"kind": "another_writer"}], 1, True, id="another-writer-during-diagnosis"),
         pytest.param([ANOTHER_WRITER_MID], 1, True, id="another-writer-between-read-and-write"),
+        # Their update still runs (Updating) when we would write: Azure would accept our PUT and
+        # cancel theirs (tests/data/recorded/cli_ag_auth_cert_v1.json), so the bot waits.
+        pytest.param(
+            [{**ANOTHER_WRITER_MID, "seconds": 1}], 1, True, id="another-writer-in-flight"
+        ),
         pytest.param(
             [ANOTHER_WRITER_MID, {"kind": "conflict", "outcome": "409"}],
             2,
@@ -89,6 +95,10 @@ def test_overlapping_writes_ours_lands_and_theirs_survives(
         assert theirs_survived(app)
         [write] = app.control("GET", "faults").json()["other_writes"]
         assert write["error"] is None
+    # The sandbox's default overlap is Azure's: a PUT while Updating cancels the running
+    # operation. Another writer's operation is never canceled by ours.
+    others = [o for o in app.control("GET", "operations").json() if o["by"] == "another_writer"]
+    assert all(o["status"] == "Succeeded" for o in others), others
     assert app.lease_state() == "available"
 
 

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.sandbox
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "arm-examples"  # tests/data/SOURCES.md
 SUB = "00000000-0000-0000-0000-000000000000"
 TOKEN = "examples-token"
-HIDDEN = {"authenticationCertificates", "trustedRootCertificates"}  # `data` not on GET (ref §3)
+# Only an sslCertificate's PFX and password are never served (java_ag_kv_sslcert_identity.json in
+# tests/data/recorded); authentication certificates and trusted roots keep `data`
+# (cli_ag_auth_cert_v1.json, cli_ag_root_cert_v2.json).
+HIDDEN = {"sslCertificates"}
+HIDDEN_KEYS = {"data", "password"}
 
 
 def example_body(file: str, status: str) -> dict:
@@ -50,7 +54,13 @@ def seeded(
         tls_key_pem=cert.private_key_pem.bytes(),
         verify_token=lambda t: t == TOKEN,
         well_known_roots=[],
-        options={"lro_delay_seconds": 0.2, "probe_timeout_cap_seconds": 1.0},
+        # Operations and backend health end on their first poll (docs/sandbox.md, timing).
+        options={
+            "lro_delay_seconds": 0,
+            "health_lro_seconds": 0,
+            "retry_after_seconds": 0,
+            "probe_timeout_cap_seconds": 1.0,
+        },
     )
     arm.start()
     client = NetworkManagementClient(
@@ -62,11 +72,11 @@ def seeded(
 
 def assert_contains(source: Any, served: Any, path: str = "") -> None:
     """Every value of `source` is in `served` unchanged; the emulator may only add read-only
-    output (etag, resourceGuid, child type/etag) and must drop only hidden certificate data."""
+    output (etag, resourceGuid, child type/etag) and must drop only an sslCertificate's PFX."""
     if isinstance(source, dict):
         assert isinstance(served, dict), path
         for key, value in source.items():
-            if key == "data" and any(h in path for h in HIDDEN):
+            if key in HIDDEN_KEYS and any(h in path for h in HIDDEN):
                 continue
             assert key in served, f"{path}/{key} lost"
             assert_contains(value, served[key], f"{path}/{key}")
@@ -114,6 +124,7 @@ def test_example_members_outside_loopback_are_never_probed(
         for settings in pool["backendHttpSettingsCollection"]
         for s in settings["servers"]
     ]
-    for server in servers:  # 10.0.x.x: reported Unknown (ref §1.3), never contacted
+    # 10.0.x.x: reported Unknown (docs/sources.md#probe-log-texts), never contacted
+    for server in servers:
         assert server["health"] == "Unknown", server
         assert "could not be retrieved" in server["healthProbeLog"]

@@ -1,7 +1,8 @@
 """The ARM emulator driven only through azure-mgmt-network (and raw HTTPS for the control endpoint).
 
-Facts from shared/reference/appgw-backend-tls.md: §3 (data hidden on GET, v2 refuses authentication
-certificates), §4 (paths, LRO shapes), §6 (SDK surface, AnotherOperationInProgress).
+Facts: docs/sources.md#backend-trust (v2 refuses authentication certificates),
+docs/sources.md#arm-lro (paths, LRO shapes), docs/sources.md#overlapping-writes
+(AnotherOperationInProgress).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from azure.core.exceptions import (
 from azure.mgmt.network import NetworkManagementClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from sandbox.arm import ArmEmulator
 
@@ -125,13 +127,31 @@ def v1_gateway(port: int, leaf_b64: str) -> dict:
     }
 
 
-def v2_gateway(root_b64: str) -> dict:
+UAI = (
+    f"/subscriptions/{SUB}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/"
+    "userAssignedIdentities/agw-identity"
+)
+PFX_PASSWORD = "pfx-test-password"
+
+
+def v2_gateway(root_b64: str, pfx_b64: str | None = None) -> dict:
+    ssl_certs: list[dict] = [
+        {"name": "kv-listener", "properties": {"keyVaultSecretId": "https://kv/secrets/listener"}}
+    ]
+    if pfx_b64 is not None:
+        ssl_certs.append(
+            {"name": "listener", "properties": {"data": pfx_b64, "password": PFX_PASSWORD}}
+        )
     return {
         "id": f"{PREFIX}/{V2}",
         "name": V2,
         "location": "westeurope",
+        # Key Vault references need a user-assigned identity; shape and `userAssigned` casing as
+        # recorded (tests/data/recorded/java_ag_kv_sslcert_identity.json).
+        "identity": {"type": "userAssigned", "userAssignedIdentities": {UAI: {}}},
         "properties": {
             "sku": {"name": "Standard_v2", "tier": "Standard_v2"},
+            "sslCertificates": ssl_certs,
             "trustedRootCertificates": [
                 {"name": "corp-root", "properties": {"data": root_b64}},
                 {"name": "kv-root", "properties": {"keyVaultSecretId": "https://kv/secrets/root"}},
@@ -142,10 +162,25 @@ def v2_gateway(root_b64: str) -> dict:
     }
 
 
+def pfx_b64(cert: trustme.LeafCert) -> tuple[str, bytes]:
+    """(base64 PKCS#12 of the leaf, its key and its chain; the leaf's DER)."""
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
+    leaf, *chain = (x509.load_pem_x509_certificate(p.bytes()) for p in cert.cert_chain_pems)
+    pfx = pkcs12.serialize_key_and_certificates(
+        b"listener",
+        key,  # type: ignore[arg-type]
+        leaf,
+        chain or None,
+        serialization.BestAvailableEncryption(PFX_PASSWORD.encode()),
+    )
+    return base64.b64encode(pfx).decode(), leaf.public_bytes(serialization.Encoding.DER)
+
+
 class Env:
     def __init__(self, tmp: Path, **options: Any) -> None:
         self.backend_ca = trustme.CA()
-        self.backend = TlsBackend(self.backend_ca.issue_cert("backend.sandbox.test"))
+        served = self.backend_ca.issue_cert("backend.sandbox.test")
+        self.backend = TlsBackend(served)
         leaf_pem = self.backend_ca.issue_cert("backend.sandbox.test")  # a different key
         self.other_leaf_b64 = der_b64(leaf_pem.cert_chain_pems[0].bytes())
         self.root_b64 = der_b64(self.backend_ca.cert_pem.bytes())
@@ -154,9 +189,14 @@ class Env:
         self.ca_file = tmp / "arm-ca.pem"
         arm_ca.cert_pem.write_to_path(str(self.ca_file))
         self.leaf_b64 = _served_leaf_b64(self.backend.port)
+        assert self.leaf_b64 == der_b64(served.cert_chain_pems[0].bytes())  # the backend's leaf
+        self.pfx_b64, self.listener_der = pfx_b64(self.backend_ca.issue_cert("www.sandbox.test"))
         self.arm = ArmEmulator(
             subscription_id=SUB,
-            gateways=[v1_gateway(self.backend.port, self.leaf_b64), v2_gateway(self.root_b64)],
+            gateways=[
+                v1_gateway(self.backend.port, self.leaf_b64),
+                v2_gateway(self.root_b64, self.pfx_b64),
+            ],
             tls_cert_pem=arm_cert.cert_chain_pems[0].bytes(),
             tls_key_pem=arm_cert.private_key_pem.bytes(),
             verify_token=lambda t: t == TOKEN,
@@ -196,18 +236,30 @@ def _served_leaf_b64(port: int) -> str:
         ctx.wrap_socket(raw) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return base64.b64encode(der).decode()
+    return base64.b64encode(der or b"").decode()
+
+
+# Operations and backend health end on their first poll (docs/sandbox.md, "Timing profiles"):
+# most tests only need them to end. `paced_env` keeps the 1 s write delay for the tests that
+# look at an operation while it runs.
+FAST = {"lro_delay_seconds": 0, "health_lro_seconds": 0, "retry_after_seconds": 0}
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    e = Env(tmp_path_factory.mktemp("arm"))
+    e = Env(tmp_path_factory.mktemp("arm"), **FAST)
     yield e
     e.close()
 
 
-def test_get_returns_read_only_fields_and_hides_certificate_data(env: Env) -> None:
+@pytest.fixture
+def paced_env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    e.close()
+
+
+def test_get_returns_read_only_fields_and_certificate_data(env: Env) -> None:
     gw = env.client().application_gateways.get(RG, V1)
     raw = gw.as_dict()
     assert raw["etag"].startswith('W/"')
@@ -218,11 +270,68 @@ def test_get_returns_read_only_fields_and_hides_certificate_data(env: Env) -> No
     pool = raw["properties"]["backendAddressPools"][0]
     assert pool["id"] == f"{PREFIX}/{V1}/backendAddressPools/pool"
     assert pool["etag"] == raw["etag"]
-    assert gw.authentication_certificates[0].data is None
+    # Real GETs return `data` exactly as sent (tests/data/recorded/cli_ag_auth_cert_v1.json
+    # idx 16, cli_ag_root_cert_v2.json GET 05:26:20).
+    assert gw.authentication_certificates[0].data == env.leaf_b64
     assert raw["tags"] == {"owner": "sandbox"}
     roots = env.client().application_gateways.get(RG, V2).trusted_root_certificates
-    assert [r.data for r in roots] == [None, None]
+    assert [r.data for r in roots] == [env.root_b64, None]
     assert roots[1].key_vault_secret_id == "https://kv/secrets/root"
+
+
+def _ssl_certs(served: dict) -> dict[str, dict]:
+    return {c["name"]: c["properties"] for c in served["properties"]["sslCertificates"]}
+
+
+def test_ssl_certificates_never_show_pfx_or_password(env: Env) -> None:
+    ops = env.client().application_gateways
+    gw = ops.get(RG, V2)
+    certs = _ssl_certs(gw.as_dict())
+    # Key Vault reference: only keyVaultSecretId (recorded/java_ag_kv_sslcert_identity.json).
+    assert certs["kv-listener"] == {
+        "provisioningState": "Succeeded",
+        "keyVaultSecretId": "https://kv/secrets/listener",
+    }
+    # Inline PFX: publicCertData (read-only, REST spec), never data or password.
+    inline = certs["listener"]
+    assert "data" not in inline and "password" not in inline
+    public = base64.b64decode(inline["publicCertData"])
+    leaf = pkcs7.load_der_pkcs7_certificates(public)[0]
+    assert leaf.public_bytes(serialization.Encoding.DER) == env.listener_der
+    # The same in the raw PUT response, and a round trip keeps the stored PFX.
+    body: Any = json.loads(json.dumps(gw.as_dict()))
+    served = _ssl_certs(ops.begin_create_or_update(RG, V2, body).result().as_dict())
+    assert set(served["listener"]) == {"provisioningState", "publicCertData"}
+    stored = _ssl_certs(env.arm.gateway_document(f"{PREFIX}/{V2}"))["listener"]
+    assert (stored["data"], stored["password"]) == (env.pfx_b64, PFX_PASSWORD)
+    assert "publicCertData" not in stored
+
+
+def test_key_vault_reference_without_user_assigned_identity_is_400(env: Env) -> None:
+    """Synchronous 400, body as recorded (recorded/cli_ag_root_cert_kv_400.json idx 27)."""
+    before = env.arm.gateway_document(f"{PREFIX}/{V2}")["etag"]
+    for identity in (None, {"type": "SystemAssigned"}):
+        body = v2_gateway(env.root_b64)
+        body["properties"]["sslCertificates"] = []
+        if identity is None:
+            del body["identity"]
+        else:
+            body["identity"] = identity
+        with pytest.raises(HttpResponseError) as err:
+            env.client().application_gateways.begin_create_or_update(RG, V2, body)
+        assert err.value.status_code == 400
+        response: Any = err.value.response
+        assert "Azure-AsyncOperation" not in response.headers
+        assert response.json() == {
+            "error": {
+                "code": "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity",
+                "message": f"Application Gateway '{PREFIX}/{V2}' requires a 'UserAssigned' "
+                "Identity with 'get' access policy to the referenced KeyVault. Please provide so "
+                "by using top level 'Identity' property.",
+                "details": [],
+            }
+        }
+    assert env.arm.gateway_document(f"{PREFIX}/{V2}")["etag"] == before
 
 
 def test_paths_are_case_insensitive(env: Env) -> None:
@@ -277,11 +386,13 @@ def test_put_is_a_long_running_operation_and_keeps_unknown_properties(env: Env) 
     assert any(m == "GET" and "/operations/" in p for m, p, _ in served)
 
 
-def test_round_trip_keeps_hidden_data_and_health_uses_it(env: Env) -> None:
+def test_round_trip_keeps_certificate_data_and_health_uses_it(env: Env) -> None:
     ops = env.client().application_gateways
     gw = ops.get(RG, V1)
-    assert gw.authentication_certificates[0].data is None
-    ops.begin_create_or_update(RG, V1, gw).result()  # model straight back, as az CLI does
+    assert gw.authentication_certificates[0].data == env.leaf_b64
+    put = ops.begin_create_or_update(RG, V1, gw)  # model straight back, as az CLI does
+    # The PUT response echoes `data` too (tests/data/recorded/cli_ag_auth_cert_v1.json idx 9).
+    assert put.result().authentication_certificates[0].data == env.leaf_b64
     stored = env.arm.gateway_document(f"{PREFIX}/{V1}")
     assert stored["properties"]["authenticationCertificates"][0]["properties"]["data"] == (
         env.leaf_b64
@@ -316,16 +427,84 @@ def test_on_demand_probe(env: Env) -> None:
     assert [(s["address"], s["health"]) for s in servers] == [("127.0.0.1", "Healthy")]
 
 
-def test_overlapping_put_gets_409(env: Env) -> None:
+def _raw(env: Env, method: str, url: str, body: Any = None) -> tuple[int, Any, Any]:
+    """(status, headers, JSON body) of one ARM request sent by hand with the test token."""
+    if not url.startswith("https://"):
+        url = f"{env.arm.url}{url}?api-version=2020-06-01"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, method=method, data=data)
+    req.add_header("Authorization", f"Bearer {TOKEN}")
+    req.add_header("Content-Type", "application/json")
+    ctx = ssl.create_default_context(cafile=str(env.ca_file))
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        return resp.status, resp.headers, json.loads(resp.read() or b"null")
+
+
+def test_put_and_poll_match_the_recorded_wire_shape(paced_env: Env) -> None:
+    env = paced_env
+    # tests/data/recorded/cli_ag_auth_cert_v1.json (idx 7-16) and cli_ag_root_cert_v2.json: GET
+    # 200 has an ETag header; an update PUT is 200 with Azure-AsyncOperation only (no Location,
+    # ETag or Retry-After), body Updating with a new etag; polls are exactly InProgress/Succeeded.
+    status, headers, doc = _raw(env, "GET", f"{PREFIX}/{V1}")
+    assert status == 200 and headers["ETag"] == doc["etag"]
+    status, headers, put = _raw(env, "PUT", f"{PREFIX}/{V1}", doc)
+    assert status == 200
+    assert headers.get("Location") is None and headers.get("ETag") is None
+    assert headers.get("Retry-After") is None
+    op_url = headers["Azure-AsyncOperation"]
+    assert "/providers/Microsoft.Network/locations/westeurope/operations/" in op_url
+    assert op_url.endswith("?api-version=2020-06-01")
+    assert put["properties"]["provisioningState"] == "Updating"
+    assert put["etag"] != doc["etag"]
+    _, _, during = _raw(env, "GET", f"{PREFIX}/{V1}")
+    assert during["properties"]["provisioningState"] == "Updating"
+    status, headers, polled = _raw(env, "GET", op_url)
+    assert (status, polled, headers.get("Retry-After")) == (200, {"status": "InProgress"}, None)
+    env.client().application_gateways.begin_create_or_update(RG, V1, during).result()
+    assert _raw(env, "GET", op_url)[2]["status"] == "Canceled"  # superseded by that PUT
+    _, _, done = _raw(env, "GET", f"{PREFIX}/{V1}")
+    assert done["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_overlapping_put_is_accepted_and_supersedes(paced_env: Env) -> None:
+    env = paced_env
     ops = env.client().application_gateways
     body: Any = ops.get(RG, V1).as_dict()
     first = ops.begin_create_or_update(RG, V1, body)
+    second = ops.begin_create_or_update(RG, V1, body)  # accepted, as Azure does
+    assert second.result().provisioning_state == "Succeeded"
     with pytest.raises(HttpResponseError) as err:
-        ops.begin_create_or_update(RG, V1, body)
-    assert err.value.status_code == 409
+        first.result()
     assert err.value.error is not None
-    assert err.value.error.code == "AnotherOperationInProgress"
-    assert first.result().provisioning_state == "Succeeded"
+    assert err.value.error.code == "Canceled"
+    assert [d.code for d in err.value.error.details] == [
+        "CanceledAndSupersededDueToAnotherOperation"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "code"),
+    [
+        ("409", 409, "AnotherOperationInProgress"),
+        ("429", 429, "RetryableErrorDueToAnotherOperation"),
+    ],
+)
+def test_overlapping_put_is_refused_in_the_409_and_429_modes(
+    tmp_path: Path, mode: str, status: int, code: str
+) -> None:
+    env = Env(tmp_path, conflict=mode)
+    try:
+        ops = env.client().application_gateways
+        body: Any = ops.get(RG, V1).as_dict()
+        first = ops.begin_create_or_update(RG, V1, body)
+        with pytest.raises(HttpResponseError) as err:
+            env.client().application_gateways.begin_create_or_update(RG, V1, body, retry_total=0)
+        assert err.value.status_code == status
+        assert err.value.error is not None
+        assert err.value.error.code == code
+        assert first.result().provisioning_state == "Succeeded"
+    finally:
+        env.close()
 
 
 def _put_error(env: Env, name: str, body: Any) -> tuple[str, str]:
@@ -406,7 +585,8 @@ def _server_health(ops: Any) -> tuple[str, str]:
 
 def test_health_refreshes_per_probe_interval_not_per_put(tmp_path: Path) -> None:
     clock = FakeClock()
-    env = Env(tmp_path, clock=clock)
+    # The write's delay runs on the fake clock; backend health answers on its first poll.
+    env = Env(tmp_path, clock=clock, health_lro_seconds=0, retry_after_seconds=0)
     try:
         ops = env.client().application_gateways
         assert _server_health(ops)[0] == "Healthy"
@@ -414,8 +594,9 @@ def test_health_refreshes_per_probe_interval_not_per_put(tmp_path: Path) -> None
         poller = ops.begin_create_or_update(RG, V1, body)
         clock.now += 1.5  # past lro_delay_seconds
         assert poller.result().provisioning_state == "Succeeded"
-        assert _server_health(ops)[0] == "Healthy"  # cached: same probe cycle (ref §1.4)
-        clock.now += 30  # default probe interval (ref §1.4)
+        # cached: same probe cycle (docs/sources.md#health-states)
+        assert _server_health(ops)[0] == "Healthy"
+        clock.now += 30  # default probe interval (docs/sources.md#health-states)
         health, log = _server_health(ops)
         assert health == "Unhealthy"
         assert "not whitelisted" in log

@@ -1,8 +1,9 @@
 """Sandbox faults (sandbox/faults.py, sandbox/arm.py), observed as azure-mgmt-network sees them.
 
-Azure facts: shared/reference/appgw-backend-tls.md §5 (429 + Retry-After, RetryableErrorDueTo-
-AnotherOperation), §6 (AnotherOperationInProgress, CanceledAndSupersededDueToAnotherOperation,
-no If-Match), functions-and-alerts.md §7.3 (Failed/Canceled operations -> HttpResponseError).
+Azure facts: docs/sources.md#limits (429 + Retry-After), docs/sources.md#overlapping-writes
+(RetryableErrorDueToAnotherOperation, AnotherOperationInProgress,
+CanceledAndSupersededDueToAnotherOperation, no If-Match), docs/sources.md#arm-lro (Failed/Canceled
+operations -> HttpResponseError).
 """
 
 from __future__ import annotations
@@ -313,14 +314,17 @@ def test_conflict_superseded_cancels_without_committing(sandbox: Sandbox) -> Non
     poller = ops.begin_create_or_update(RG, GW, _tagged(ops.get(RG, GW), "mine"))  # accepted
     with pytest.raises(HttpResponseError) as err:
         poller.result()
-    assert _code(err.value) == SUPERSEDED
+    # Top-level code Canceled; the superseded code only in error.details.
+    assert _code(err.value) == "Canceled"
+    assert err.value.error is not None
+    assert [d.code for d in err.value.error.details] == [SUPERSEDED]
     assert "was canceled and superseded by operation" in str(err.value)
     after = sandbox.stored()
     assert "mine" not in after["tags"]
-    assert after["etag"] == before["etag"]
+    assert after["etag"] != before["etag"]  # the superseding PUT wrote the old content again
     assert after["properties"]["provisioningState"] == "Succeeded"
     bot_error = to_arm_error(err.value)  # what the bot's retry decision gets
-    assert bot_error.code == SUPERSEDED
+    assert (bot_error.code, bot_error.details) == ("Canceled", (SUPERSEDED,))
     assert decide_retry(bot_error, 1).verdict is Verdict.RETRY
 
 
@@ -353,18 +357,47 @@ def test_lro_failed_leaves_the_gateway_failed(sandbox: Sandbox, commit: bool) ->
     assert sandbox.stored()["properties"]["provisioningState"] == "Succeeded"
 
 
-def test_slow_lro_stays_in_progress_and_blocks_other_writes(sandbox: Sandbox) -> None:
+def test_a_put_while_updating_is_accepted_and_cancels_the_running_operation(
+    sandbox: Sandbox,
+) -> None:
+    # tests/data/recorded/cli_ag_auth_cert_v1.json: PUTs while Updating each get 200 and their
+    # own Azure-AsyncOperation; the earlier operation ends Canceled, superseded.
     ops = sandbox.ops(retry_total=0, polling_interval=0.05)
     sandbox.add({"kind": "slow_lro", "seconds": 600})
     poller = ops.begin_create_or_update(RG, GW, _tagged(ops.get(RG, GW), "slow"))
     poller.wait(timeout=0.5)  # the fake clock stands still: the operation cannot end
     assert not poller.done()
+    seen = ops.get(RG, GW).as_dict()
+    assert seen["properties"]["provisioningState"] == "Updating"
+    second = ops.begin_create_or_update(RG, GW, _tagged(seen, "second"))  # accepted
+    assert second.result().provisioning_state == "Succeeded"
+    with pytest.raises(HttpResponseError) as err:
+        poller.result()
+    assert _code(err.value) == "Canceled"
+    assert err.value.error is not None
+    [detail] = err.value.error.details
+    assert detail.code == SUPERSEDED
+    assert "superseded by operation" in detail.message
+    assert sandbox.stored()["tags"]["second"] == "yes"
+    operations = sandbox.control("GET", "operations")[1]
+    assert [(o["by"], o["status"]) for o in operations] == [
+        ("client", "Canceled"),
+        ("client", "Succeeded"),
+    ]
+    assert operations[0]["error"]["details"][0]["message"].endswith(operations[1]["id"] + ".")
+
+
+def test_another_writer_in_flight_keeps_the_gateway_updating(sandbox: Sandbox) -> None:
+    ops = sandbox.ops()
+    sandbox.add({"kind": "another_writer", "seconds": 30})
+    ops.get(RG, GW)  # served; then their update starts and runs 30 s
     assert ops.get(RG, GW).provisioning_state == "Updating"
-    error = _put_error(ops, _tagged(ops.get(RG, GW), "second"))
-    assert _code(error) == "AnotherOperationInProgress"
-    sandbox.clock.now += 601
-    assert poller.result().provisioning_state == "Succeeded"
-    assert sandbox.stored()["tags"]["slow"] == "yes"
+    [operation] = sandbox.control("GET", "operations")[1]
+    assert (operation["by"], operation["status"]) == ("another_writer", "InProgress")
+    sandbox.clock.now += 31
+    assert ops.get(RG, GW).provisioning_state == "Succeeded"
+    [operation] = sandbox.control("GET", "operations")[1]
+    assert operation["status"] == "Succeeded"
 
 
 def test_scope_locked_and_policy_denied(sandbox: Sandbox) -> None:
@@ -415,7 +448,8 @@ def test_another_writer_commits_after_the_get(sandbox: Sandbox) -> None:
     assert writes == [{"gateway": sandbox.gateway_id, "etag": second["etag"], "error": None}]
     assert ops.get(RG, GW).as_dict()["etag"] == second["etag"]  # times=1: only once
 
-    # A stale body PUT afterwards overwrites them (no If-Match, ref §6): that is the hazard.
+    # A stale body PUT afterwards overwrites them (no If-Match, docs/sources.md#overlapping-writes):
+    # that is the hazard.
     ops.begin_create_or_update(RG, GW, _tagged(first, "stale")).result()
     assert "changed-by" not in sandbox.stored()["tags"]
 
@@ -459,5 +493,8 @@ def test_write_path_kinds_ignore_reads(sandbox: Sandbox) -> None:
     for _ in range(2):
         ops.get(RG, GW)
     health: Callable[[], Any] = ops.begin_backend_health(RG, GW).result
-    assert health() is not None
+    pools = [
+        p["backendAddressPool"]["id"].lower() for p in health().as_dict()["backendAddressPools"]
+    ]
+    assert pools == [p["id"].lower() for p in sandbox.stored()["properties"]["backendAddressPools"]]
     assert [f["kind"] for f in sandbox.control("GET", "faults")[1]["faults"]] == ["policy_denied"]

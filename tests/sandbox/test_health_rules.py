@@ -1,7 +1,7 @@
 """Table-driven test of computed backend health, through the real SDK against the emulator.
 
 Every backend behaviour of issue #2 on v1 and v2. The expected health and probe-log fragments are
-written by hand from shared/reference/appgw-backend-tls.md (section in each row), not taken from
+written by hand from docs/sources.md#probe-log-texts and the entries it links, not taken from
 sandbox/health_rules.py. The backends are real TLS servers on 127.0.0.1 built here.
 """
 
@@ -213,18 +213,18 @@ class Backend:
 # ---- the table -------------------------------------------------------------------------------
 
 # Hand-written fragments from the reference (section noted per row).
-NOT_WHITELISTED = "certificate is not whitelisted with application gateway"  # §1.1
-V1_INVALID = "not within its validity period"  # §1.1 invalid or expired (v1)
-CONNECT = "could not connect to the backend"  # §1.3
-TIMEOUT = "more than the timeout threshold"  # §1.3
-STATUS_500 = "Expected:200-399 Received:500"  # §1.3
-SUCCESS = "Success. Received 200 status code"  # §1.3 success logs
-INTERMEDIATE_MISSING = "Intermediate certificate is missing"  # §1.2, §3
-ROOT_SENT = "root certificate of the server certificate used by the backend doesn't match"  # §1.2
-NO_ROOT = "Intermediate certificate not signed by any Root certificates uploaded"  # §1.2
-EXPIRED_V2 = 'isn\'t within the "Valid from" and "Valid to" date range'  # §1.2
-CN_V2 = "Common Name of the leaf certificate presented by the backend server does not match"  # §1.2
-NOT_WELL_KNOWN = "isn't signed by a well-known Certificate Authority"  # §1.2
+NOT_WHITELISTED = "certificate is not whitelisted with application gateway"
+V1_INVALID = "not within its validity period"  # v1 invalid or expired
+CONNECT = "could not connect to the backend"
+TIMEOUT = "more than the timeout threshold"
+STATUS_500 = "Expected:200-399 Received:500"
+SUCCESS = "Success. Received 200 status code"  # success logs
+INTERMEDIATE_MISSING = "Intermediate certificate is missing"  # also a non-CA self-signed leaf
+ROOT_SENT = "root certificate of the server certificate used by the backend doesn't match"
+NO_ROOT = "Intermediate certificate not signed by any Root certificates uploaded"
+EXPIRED_V2 = 'isn\'t within the "Valid from" and "Valid to" date range'
+CN_V2 = "Common Name of the leaf certificate presented by the backend server does not match"
+NOT_WELL_KNOWN = "isn't signed by a well-known Certificate Authority"
 
 
 @dataclass
@@ -242,7 +242,8 @@ class Case:
 
 
 CASES = [
-    # v1: pinning by public key; no SNI for an IP; the probe host is only the Host header (§2.1).
+    # v1: pinning by public key; no SNI for an IP; the probe host is only the Host header
+    # (docs/sources.md#sni-rules).
     Case(
         "seed-ilb-default", "v1", "ase", "Unhealthy", NOT_WHITELISTED, ["app"], probe_host=APP_HOST
     ),
@@ -256,7 +257,7 @@ CASES = [
     Case("v1-silent", "v1", "silent", "Unhealthy", TIMEOUT, ["app"]),
     Case("v1-plain-http", "v1", "plain", "Unhealthy", CONNECT, ["app"]),
     Case("v1-status-500", "v1", "status500", "Unhealthy", STATUS_500, ["app"]),
-    # v2: chain to a referenced trusted root, SNI from probe host > hostName > FQDN (§2, §3).
+    # v2: chain to a referenced trusted root, SNI from probe host > hostName > FQDN.
     Case("v2-no-sni-self-signed", "v2", "ase", "Unhealthy", INTERMEDIATE_MISSING, ["root"]),
     Case("v2-probe-host-is-sni", "v2", "ase", "Healthy", SUCCESS, ["root"], probe_host=APP_HOST),
     Case("v2-full-chain", "v2", "chain-full", "Healthy", SUCCESS, ["root"], host_name=APP_HOST),
@@ -288,6 +289,27 @@ CASES = [
         "Unhealthy",
         NO_ROOT,
         ["root"],
+        host_name=APP_HOST,
+    ),
+    # An intermediate uploaded as a trusted root anchors nothing: only the root is valid there,
+    # intermediates belong on the server
+    # (https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication).
+    Case(
+        "v2-intermediate-as-root",
+        "v2",
+        "chain-no-root",
+        "Unhealthy",
+        NO_ROOT,
+        ["inter"],
+        host_name=APP_HOST,
+    ),
+    Case(
+        "v2-intermediate-as-root-leaf-only",
+        "v2",
+        "chain-leaf-only",
+        "Unhealthy",
+        INTERMEDIATE_MISSING,
+        ["inter"],
         host_name=APP_HOST,
     ),
     Case("v2-expired", "v2", "expired", "Unhealthy", EXPIRED_V2, ["root"], host_name=APP_HOST),
@@ -451,7 +473,9 @@ def health() -> Iterator[dict[tuple[str, str], dict]]:
         verify_token=lambda t: t == TOKEN,
         well_known_roots=[pki.wk_root.cert.public_bytes(serialization.Encoding.DER)],
         options={
-            "lro_delay_seconds": 0.2,
+            "lro_delay_seconds": 0,  # backend health answers on its first poll
+            "health_lro_seconds": 0,
+            "retry_after_seconds": 0,
             "probe_timeout_cap_seconds": 1.0,
             "hosts": {APP_HOST: "127.0.0.1"},
         },

@@ -1,7 +1,8 @@
 """The sandbox Key Vault (sandbox/keyvault.py) through azure-keyvault-certificates 4.12.
 
-The client authenticates with the sandbox ManagedIdentityCredential (functions-and-alerts.md §6)
-after Key Vault's 401 challenge, and trusts the sandbox CA through REQUESTS_CA_BUNDLE only.
+The client authenticates with the sandbox ManagedIdentityCredential
+(docs/sources.md#managed-identity) after Key Vault's 401 challenge, and trusts the sandbox CA
+through REQUESTS_CA_BUNDLE only.
 """
 
 from __future__ import annotations

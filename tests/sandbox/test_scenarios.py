@@ -17,8 +17,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+import sandbox.arm  # noqa: F401 - the ARM emulator the sandbox tests start (no skip: in-repo)
 from sandbox.pki import PFX_PASSWORD, KeyAllocator
-from sandbox.runtime import CORE_KEYS, KEY_VAULT_KEY, read_env_file, write_env_file
+from sandbox.runtime import (
+    CORE_KEYS,
+    FAST_BOT_SETTINGS,
+    KEY_VAULT_KEY,
+    read_env_file,
+    write_env_file,
+)
 from sandbox.scenario import (
     ScenarioError,
     build_certificates,
@@ -213,11 +220,12 @@ def peer_der(address: str, port: int, sni: str | None) -> bytes:
 @pytest.mark.sandbox
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtin_starts_and_stops_cleanly(name: str, sandbox_factory: Any) -> None:
-    pytest.importorskip("sandbox.arm")
     handle = sandbox_factory(name)
     s = handle.scenario
-    expected = set(CORE_KEYS) | set(s.bot_settings) | ({KEY_VAULT_KEY} if s.keyvault else set())
-    assert set(handle.env) == expected
+    vault_keys = {KEY_VAULT_KEY, "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"} if s.keyvault else set()
+    expected = set(CORE_KEYS) | set(s.bot_settings) | vault_keys
+    # sandbox_factory starts the fast timing profile, which adds the bot's timing settings.
+    assert set(handle.env) == expected | set(FAST_BOT_SETTINGS)
     assert "SSL_CERT_FILE" not in handle.env
     assert handle.env["ARM_ENDPOINT"].startswith("https://127.0.0.1:")
     assert Path(handle.env["REQUESTS_CA_BUNDLE"]).read_bytes().startswith(b"-----BEGIN CERT")
@@ -237,7 +245,6 @@ def test_builtin_starts_and_stops_cleanly(name: str, sandbox_factory: Any) -> No
 
 @pytest.mark.sandbox
 def test_seed_backend_and_health_through_the_sdk(sandbox_factory: Any) -> None:
-    pytest.importorskip("sandbox.arm")
     from azure.identity import ManagedIdentityCredential
     from azure.mgmt.network import NetworkManagementClient
 
@@ -302,7 +309,6 @@ def test_cli_lists_scenarios_and_rejects_bad_ones(tmp_path: Path) -> None:
 
 @pytest.mark.sandbox
 def test_cli_serve_writes_env_and_stops_on_sigterm(tmp_path: Path) -> None:
-    pytest.importorskip("sandbox.arm")
     env_file = tmp_path / "state" / "sandbox.env"
     proc = subprocess.Popen(
         [
@@ -401,10 +407,10 @@ CUSTOM = {
 
 @pytest.mark.sandbox
 def test_scenario_file_with_every_behaviour_starts(tmp_path: Path, sandbox_factory: Any) -> None:
-    pytest.importorskip("sandbox.arm")
     path = tmp_path / "custom.json"
     path.write_text(json.dumps(CUSTOM))
-    handle = sandbox_factory(str(path))
+    # Without RBAC: with rbac="infra" ALLOWED_SCOPES becomes the gateway ids, as infra/ sets it.
+    handle = sandbox_factory(str(path), rbac=None)
     assert handle.env["ALLOWED_SCOPES"] == "/subscriptions/5a7d0b0c-00ff-4000-8000-0000000000ff"
     [doc] = handle.gateways
     assert doc["id"].startswith("/subscriptions/5a7d0b0c-00ff-4000-8000-0000000000ff/")
