@@ -77,8 +77,8 @@ def cert_info(der: bytes) -> CertInfo:
             sans=_sans(cert),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
-            self_signed=_self_signed(cert),
-            is_ca=_is_ca(cert),
+            self_signed=is_self_signed(cert),
+            is_ca=is_ca(cert),
             public_key_sha256=hashlib.sha256(spki).hexdigest().upper(),
             common_name=_common_name(cert),
             subject_key_identifier=_ski(cert),
@@ -226,14 +226,15 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
+    """BasicConstraints CA:TRUE; a certificate without the extension is not a CA."""
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
 
 
-def _self_signed(cert: x509.Certificate) -> bool:
+def is_self_signed(cert: x509.Certificate) -> bool:
     """Subject equals issuer and the signature verifies with the certificate's own key."""
     if cert.subject != cert.issuer:
         return False

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
+from shared.core.certs import is_ca, is_self_signed
 from shared.core.diagnosis import Fix, FixAction
 from shared.core.gateway import Generation
 
@@ -37,23 +37,6 @@ class TrustResult:
 def _load(der_b64: str) -> tuple[x509.Certificate, bytes]:
     der = base64.b64decode(der_b64, validate=True)
     return x509.load_der_x509_certificate(der), der
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _self_signed(cert: x509.Certificate) -> bool:
-    if cert.subject != cert.issuer:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -125,9 +108,9 @@ def check_certificate(
             f"not in date: valid {cert.not_valid_before_utc:%Y-%m-%d} "
             f"to {cert.not_valid_after_utc:%Y-%m-%d}"
         )
-    if v2_root and not _is_ca(cert):
+    if v2_root and not is_ca(cert):
         reasons.append("a v2 trusted root must be a CA certificate (basicConstraints CA:TRUE)")
-    if v2_root and not _self_signed(cert):
+    if v2_root and not is_self_signed(cert):
         # https://learn.microsoft.com/azure/application-gateway/certificates-for-backend-authentication:
         # only the root is valid as a trusted root; intermediates belong on the server.
         reasons.append("a v2 trusted root must be a self-signed root, never an intermediate")
