@@ -7,6 +7,9 @@ NODE_STAMP := node_modules/.installed
 # checkov pins many packages of its own: it lives in a tool venv inside .venv.
 CHECKOV_STAMP := $(VENV)/tools/checkov/.installed
 CHECKOV_VERSION := 3.3.30
+# The browser tests (tests/browser) drive Debian's Chromium; apt runs only when it is missing.
+BROWSER_STAMP := $(VENV)/.browser-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIO ?= ilb-ase-v1
 
 .PHONY: install lint typecheck test test-fast demo bench clean sandbox
@@ -27,7 +30,12 @@ $(CHECKOV_STAMP): $(STAMP)
 	$(VENV)/tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $(CHECKOV_STAMP)
 
-install: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+$(BROWSER_STAMP): $(STAMP)
+	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium chromium-driver; }
+	touch $(BROWSER_STAMP)
+
+install: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(BROWSER_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 import azure.functions as func
 
@@ -41,9 +43,18 @@ def _context():  # type: ignore[no-untyped-def]
 
 
 def _caller(req: func.HttpRequest) -> str | None:
+    """Raises (Unauthenticated) on unreadable principal headers: call it inside _guarded."""
     from shared.service.api import caller_identity
 
     return caller_identity(dict(req.headers), os.environ)
+
+
+def _guarded(call: Callable[[], Any]) -> func.HttpResponse:
+    """Run a handler call, its arguments included, inside the API's error guard: reading the
+    caller can fail (401 JSON), which must not escape as the host's empty 500."""
+    from shared.service.api import guarded
+
+    return _respond(guarded(call))
 
 
 @app.route(route="alerts", methods=["POST"])
@@ -63,8 +74,8 @@ def gateway_action(req: func.HttpRequest) -> func.HttpResponse:
     from shared.service.api import handle_gateway_action
 
     p = req.route_params
-    return _respond(
-        handle_gateway_action(
+    return _guarded(
+        lambda: handle_gateway_action(
             _context(),
             p.get("action", ""),
             p.get("subscription", ""),
@@ -97,15 +108,84 @@ def get_proposal(req: func.HttpRequest) -> func.HttpResponse:
     return _respond(handle_get_proposal(_context(), req.route_params.get("id", "")))
 
 
-@app.route(route="proposals/{id}/{decision:regex(^(approve|reject)$)}", methods=["POST"])
+@app.route(route="proposals/{id}/review", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def review_proposal(req: func.HttpRequest) -> func.HttpResponse:
+    """The approver's HTML page. No function key (a browser from a notification link has none):
+    App Service Authentication signs the caller in, and the page answers 401 without one."""
+    from shared.service.review import handle_review
+
+    page = handle_review(
+        _context(),
+        req.route_params.get("id", ""),
+        _review_caller(req),
+        dict(req.params),
+        path=f"/api/proposals/{req.route_params.get('id', '')}/review",
+    )
+    return func.HttpResponse(page.body, status_code=page.status, headers=dict(page.headers))
+
+
+def _review_caller(req: func.HttpRequest) -> str | None:
+    try:
+        return _caller(req)
+    except Exception:  # noqa: BLE001 - an unreadable principal is no caller: the page says 401
+        return None
+
+
+# Anonymous to the host for the review page's buttons (browsers hold no function key); the
+# handler refuses a caller App Service Authentication did not sign in, and cross-site requests.
+@app.route(
+    route="proposals/{id}/{decision:regex(^(approve|reject)$)}",
+    methods=["POST"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
 def decide_proposal(req: func.HttpRequest) -> func.HttpResponse:
     """Approve or reject; needs App Service Authentication and an approver in APPROVERS."""
     from shared.service.api import handle_decide_proposal
 
     p = req.route_params
-    return _respond(
-        handle_decide_proposal(
-            _context(), p.get("id", ""), p.get("decision", ""), req.get_body(), _caller(req)
+    return _guarded(
+        lambda: handle_decide_proposal(
+            _context(),
+            p.get("id", ""),
+            p.get("decision", ""),
+            req.get_body(),
+            _caller(req),
+            headers=dict(req.headers),
+        )
+    )
+
+
+@app.route(route="jobs", methods=["GET"])
+def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    """The newest jobs, optionally of one gateway (?gateway=<resource id>)."""
+    from shared.service.api import handle_list_jobs
+
+    return _respond(handle_list_jobs(_context(), req.params.get("gateway")))
+
+
+@app.route(route="changes", methods=["GET"])
+def list_changes(req: func.HttpRequest) -> func.HttpResponse:
+    """Changes the bot made and their rollbacks (?gateway=<resource id>), newest first."""
+    from shared.service.api import handle_list_changes
+
+    return _respond(handle_list_changes(_context(), req.params.get("gateway")))
+
+
+@app.route(route="changes/{id}", methods=["GET"])
+def get_change(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.service.api import handle_get_change
+
+    return _respond(handle_get_change(_context(), req.route_params.get("id", "")))
+
+
+@app.route(route="changes/{id}/rollback", methods=["POST"])
+def rollback_change(req: func.HttpRequest) -> func.HttpResponse:
+    """Roll a change back (as a job); needs an approver other than the one who applied it."""
+    from shared.service.api import handle_rollback_change
+
+    return _guarded(
+        lambda: handle_rollback_change(
+            _context(), req.route_params.get("id", ""), req.get_body(), _caller(req)
         )
     )
 
@@ -126,12 +206,28 @@ def poison(msg: func.QueueMessage) -> None:
     process_poison(_context(), msg.get_body().decode("utf-8"), msg.dequeue_count or 0)
 
 
+@app.queue_trigger(arg_name="msg", queue_name=f"{JOBS_QUEUE}-checks", connection=STORAGE)
+def checks(msg: func.QueueMessage) -> None:
+    """The sweep's gateway checks: a metrics batch, or backend health under the gateway lease."""
+    from shared.service.worker import process_check
+
+    process_check(_context(), msg.get_body().decode("utf-8"), msg.dequeue_count or 1)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=f"{JOBS_QUEUE}-checks-poison", connection=STORAGE)
+def checks_poison(msg: func.QueueMessage) -> None:
+    """Checks that failed maxDequeueCount times: recorded as failed, queued again next sweep."""
+    from shared.service.worker import process_check_poison
+
+    process_check_poison(_context(), msg.get_body().decode("utf-8"), msg.dequeue_count or 0)
+
+
 @app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False)
 def sweep(timer: func.TimerRequest) -> None:
-    """Sweep the scope for unhealthy gateways, so nothing depends on an alert arriving."""
+    """Sweep the scope, so nothing depends on an alert arriving: enumerate and queue checks."""
     import logging
 
     from shared.service.worker import sweep as run_sweep
 
-    queued = run_sweep(_context())
-    logging.getLogger(__name__).info("sweep queued %s", json.dumps(queued))
+    report = run_sweep(_context())
+    logging.getLogger(__name__).info("sweep queued %s", json.dumps(report))

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import arm_writes, cold_start, diagnosis, storm
+from bench import arm_writes, cold_start, diagnosis, storm, sweep
 from bench.common import REPO_ROOT, log, machine, table
 
-MEASUREMENTS = ("arm_writes", "diagnosis", "cold_start", "storm")
+MEASUREMENTS = ("arm_writes", "diagnosis", "cold_start", "storm", "sweep")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class Config:
     cold_start_repeat: int = 5
     storm_alerts: int = 500
     storm_workers: int = 16
+    # The fanned-out sweep (issue 14): a sandbox fleet; peak RSS also at the smaller sizes.
+    sweep_gateways: int = 2000
+    sweep_subscriptions: int = 20
+    sweep_unhealthy: float = 0.02
+    sweep_memory_sizes: tuple[int, ...] = (500,)
     # The sandbox's timing profile (docs/sandbox.md, "Timing profiles"): the scenario's own
     # pacing for the figures; "fast" (no write or health delays) for the smoke test.
     timing: str = "scenario"
@@ -43,6 +48,10 @@ QUICK = Config(
     cold_start_repeat=1,
     storm_alerts=50,
     storm_workers=8,
+    sweep_gateways=60,
+    sweep_subscriptions=3,
+    sweep_unhealthy=0.05,
+    sweep_memory_sizes=(),
     timing="fast",
 )
 
@@ -53,6 +62,12 @@ def _runners(cfg: Config) -> dict[str, Callable[[], Any]]:
         "diagnosis": lambda: diagnosis.run(cfg.backend_counts, cfg.probe_timeout),
         "cold_start": lambda: cold_start.run(cfg.cold_start_repeat),
         "storm": lambda: storm.run(cfg.storm_alerts, cfg.storm_workers, timing=cfg.timing),
+        "sweep": lambda: sweep.run(
+            cfg.sweep_gateways,
+            cfg.sweep_subscriptions,
+            cfg.sweep_unhealthy,
+            memory_sizes=cfg.sweep_memory_sizes,
+        ),
     }
 
 
@@ -62,12 +77,22 @@ def _tables(results: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
         "diagnosis": ("Diagnosis, 10% silent backends", diagnosis.HEADERS, diagnosis.rows),
         "cold_start": ("Cold start (fresh interpreters)", cold_start.HEADERS, cold_start.rows),
         "storm": ("Alert storm on /api/alerts", storm.HEADERS, storm.rows),
+        "sweep": ("Sweep over a fleet (fan-out)", sweep.HEADERS, sweep.rows),
     }
     out = []
     for name, (title, headers, to_rows) in views.items():
         if name in results:
             out.append((title, table(headers, to_rows(results[name]), markdown=markdown)))
     return out
+
+
+def _kept_sections(path: Path) -> dict[str, Any]:
+    """The measurements an earlier run wrote to `path` (nothing when it is absent or unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if k in MEASUREMENTS} if isinstance(data, dict) else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     runners = _runners(cfg)
     for name in wanted:
         results[name] = runners[name]()
+    # `--only` refreshes its sections and keeps the others' figures already in the file.
+    kept = _kept_sections(args.out) if args.only else {}
     report = {
+        **kept,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": machine(),

@@ -1,4 +1,4 @@
-"""Measurement 4: alert endpoint latency (p50, p99) during an alert storm (issue #7).
+"""Measurement 4: alert endpoint latency (p50, p99) during an alert storm (issues #7, #14).
 
 The function app (function_app.app) runs in the local Functions runner over Azurite, against a
 sandbox with five v1 ILB-ASE gateways (the seed's problem on each). The storm: for each gateway
@@ -7,6 +7,11 @@ parallel action groups repeat alertId + monitorCondition, docs/sources.md#action
 and 2 times `Resolved`, shuffled (fixed seed) and posted concurrently by a thread pool. Each
 post's latency is measured by the client. REMEDIATION_MODE is diagnose, so jobs are cheap and
 the bot must write nothing: ARM PUTs are counted from the emulator's control endpoint.
+
+As in Azure, only the function app runs in this process: the sandbox (ARM and the backends,
+`python -m sandbox serve`) and the client (the action group) each run in a child process. In one
+interpreter their TLS and HTTP work competed with the app for the GIL and was counted as the app's
+latency (docs/performance.md, storm).
 """
 
 from __future__ import annotations
@@ -15,13 +20,18 @@ import json
 import logging
 import random
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +46,19 @@ JOB_WAIT_SECONDS = 180.0
 TERMINAL = {"succeeded", "failed", "proposed"}
 
 
+WARM_GATEWAY = "agw-storm-warm"
+
+
 def scenario() -> dict[str, Any]:
-    """The seed scenario with five copies of its gateway on the one ILB backend."""
+    """The seed scenario with five copies of its gateway on the one ILB backend, and a sixth
+    (WARM_GATEWAY) that only the warm-up alert names."""
     data = json.loads(SEED.read_text(encoding="utf-8"))
     data["name"] = "bench-storm"
     template = data["gateways"][0]
     gateways = []
-    for i in range(1, GATEWAYS + 1):
+    for name in [*(f"agw-storm-{i}" for i in range(1, GATEWAYS + 1)), WARM_GATEWAY]:
         doc = json.loads(json.dumps(template))
-        doc["name"] = f"agw-storm-{i}"
+        doc["name"] = name
         doc["id"] = doc["id"].replace("agw-ase-v1", doc["name"])
         gateways.append(doc)
     data["gateways"] = gateways
@@ -133,48 +147,113 @@ def _storm(base: str, key: str, posts: list[dict[str, Any]], workers: int) -> di
     }
 
 
+def _warm_up(base: str, key: str, gateway_id: str) -> float:
+    """One alert on the warm-up gateway, followed to the end of its job: the storm then meets a
+    running instance, as alerts do in Azure. A fresh instance's first requests and first job pay
+    for imports and connections; bench/cold_start.py measures that, not this."""
+    from sandbox.alerts import common_alert
+
+    started = time.perf_counter()
+    _, status, body = _post(f"{base}/api/alerts", key, common_alert(gateway_id))
+    if status != 202:
+        raise RuntimeError(f"the warm-up alert got {status}: {body}")
+    _wait_jobs(base, key, set(body.get("jobs", [])))
+    return round(time.perf_counter() - started, 2)
+
+
+def _storm_in_child(base: str, key: str, posts: list[dict[str, Any]], workers: int) -> Any:
+    """_storm in a child interpreter (`python -m bench.storm --client`): the action group is not
+    in the app's process."""
+    request = json.dumps({"base": base, "key": key, "posts": posts, "workers": workers})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.storm", "--client"],
+        input=request,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the storm client failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout)
+
+
+@contextmanager
+def _sandbox_process(workdir: Path, timing: str) -> Iterator[dict[str, str]]:
+    """`python -m sandbox serve` on the storm scenario; yields its environment."""
+    from sandbox.runtime import read_env_file
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "bench-storm.json"
+    path.write_text(json.dumps(scenario()), encoding="utf-8")
+    env_file = workdir / "sandbox.env"
+    command = [sys.executable, "-m", "sandbox", "serve", "--scenario", str(path)]
+    command += ["--env-file", str(env_file), "--workdir", str(workdir / "sb"), "--timing", timing]
+    child = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not env_file.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                stderr = child.stderr.read() if child.stderr else ""
+                raise RuntimeError(f"the sandbox did not start: {stderr.strip()[-500:]}")
+            time.sleep(0.1)
+        yield read_env_file(env_file)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def run(total: int, workers: int, *, timing: str = "scenario") -> dict[str, Any]:
-    """Start sandbox, Azurite and runner; post the storm; wait for the jobs; count ARM writes."""
+    """Start sandbox (child process), Azurite and runner; post the storm from a child process;
+    wait for the jobs; count ARM writes."""
     import function_app
     from sandbox.azurite import start_azurite
     from sandbox.demo import sandbox_environment
     from sandbox.funcrunner import FunctionRunner
-    from sandbox.runtime import start_sandbox
-    from sandbox.scenario import parse_scenario
 
     # Importing function_app configures INFO logging: one JSON line per alert would bury the
     # tables. Warnings and errors still show.
     logging.getLogger().setLevel(logging.WARNING)
     key = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
-        handle = start_sandbox(
-            parse_scenario(scenario()), workdir=Path(tmp) / "sandbox", timing=timing
-        )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp,
+        _sandbox_process(Path(tmp) / "sandbox", timing) as sandbox_env,
+    ):
         azurite = None
         try:
             azurite = start_azurite(Path(tmp) / "azurite")
             env = {
-                **handle.env,
-                "ARM_POLLING_INTERVAL": "0",
+                **sandbox_env,
+                "ARM_POLLING_INTERVAL": "1",
                 "VERIFY_DEADLINE_SECONDS": "0",
                 "COOLDOWN_MINUTES": "0",
             }
-            posts = storm_payloads(handle.gateway_ids, total)
-            log(f"storm: {len(posts)} alerts on {GATEWAYS} gateways, {workers} workers ...")
+            gateway_ids = [g for g in sandbox_env["SANDBOX_GATEWAY_IDS"].split(",") if g]
+            warm = [g for g in gateway_ids if g.endswith("/" + WARM_GATEWAY)]
+            posts = storm_payloads([g for g in gateway_ids if g not in warm], total)
             with (
                 sandbox_environment(env),
                 FunctionRunner(
                     function_app.app, env=env, connection=azurite.connection_string, keys={"k": key}
                 ) as runner,
             ):
-                result = _storm(runner.url, key, posts, workers)
+                warmup_seconds = _warm_up(runner.url, key, warm[0])
+                log(f"storm: {len(posts)} alerts on {GATEWAYS} gateways, {workers} workers ...")
+                result = _storm_in_child(runner.url, key, posts, workers)
+                result["warmup_seconds"] = warmup_seconds
                 jobs = _wait_jobs(runner.url, key, set(result["job_ids"]))
-            result["arm_puts"] = arm_puts(handle.env)
-            result["arm_requests"] = len(arm_requests(handle.env))
+            result["arm_puts"] = arm_puts(sandbox_env)
+            result["arm_requests"] = len(arm_requests(sandbox_env))
         finally:
             if azurite is not None:
                 azurite.stop()
-            handle.stop()
     per_gateway = Counter(j.get("gateway_id", "?").rsplit("/", 1)[-1] for j in jobs)
     result.update(
         gateways=GATEWAYS,
@@ -217,3 +296,10 @@ def rows(result: dict[str, Any]) -> list[list[Any]]:
             result["arm_puts"],
         ]
     ]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--client"]:
+    # The storm client (see _storm_in_child): a JSON request on stdin, the result on stdout.
+    _request = json.load(sys.stdin)
+    _reply = _storm(_request["base"], _request["key"], _request["posts"], _request["workers"])
+    sys.stdout.write(json.dumps(_reply))

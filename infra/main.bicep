@@ -52,6 +52,10 @@ param approvers string = ''
 @secure()
 param notifyWebhookUrl string = ''
 
+@description('Key of the review page\'s anti-CSRF tokens (REVIEW_TOKEN_SECRET). Default: a new random value per deployment, which only makes open review pages reload.')
+@secure()
+param reviewTokenSecret string = newGuid() //checkov:skip=CKV_AZURE_131: the default is newGuid(), a fresh random value each deployment, not a value written here.
+
 @description('Format of the webhook messages (NOTIFY_WEBHOOK_FORMAT).')
 @allowed([
   'teams'
@@ -116,6 +120,8 @@ var assignableScopes = empty(roleAssignableScopes) ? [subscription().id] : roleA
 // identity, AZURE_CLIENT_ID, App Insights, the webhook secret) are added in functionapp.bicep.
 var botSettings = {
   ARM_ENDPOINT: environment().resourceManager
+  // The sweep's pre-filter (metrics:getBatch); Azure China / US Government use their own host.
+  METRICS_ENDPOINT: 'https://{region}.metrics.monitor.azure.com'
   AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
   KEY_VAULT_URL: keyVaultUrl
   KEY_VAULT_VERIFY_CHALLENGE_RESOURCE: 'true'
@@ -129,6 +135,9 @@ var botSettings = {
   COOLDOWN_MINUTES: '30'
   DAILY_CERT_CAP: '3'
   APPROVERS: approvers
+  ROLLBACK_BY_APPLIER: 'false'
+  // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
+  PROBE_VANTAGE: 'auto'
   PROBE_TIMEOUT_SECONDS: '5'
   LRO_TIMEOUT_SECONDS: '900'
   VERIFY_DEADLINE_SECONDS: '600'
@@ -237,6 +246,7 @@ module functionApp 'modules/functionapp.bicep' = {
     subnetId: network.outputs.subnetId
     botSettings: botSettings
     notifyWebhookUrl: notifyWebhookUrl
+    reviewTokenSecret: reviewTokenSecret
     tags: allTags
   }
 }

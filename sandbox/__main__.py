@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -16,13 +19,21 @@ from sandbox.scenario import ScenarioError, builtin_descriptions, load_scenario
 
 
 def _serve(
-    scenario_arg: str, env_file: Path, workdir: Path | None, timing: str, rbac: str | None = None
+    scenario_arg: str,
+    env_file: Path,
+    workdir: Path | None,
+    timing: str,
+    rbac: str | None = None,
+    functions: FunctionsOptions | None = None,
+    fleet: str | None = None,
 ) -> int:
+    from sandbox.fleet import FleetError, FleetSpec
     from sandbox.runtime import start_sandbox, write_env_file
 
     try:
         scenario = load_scenario(scenario_arg)
-    except ScenarioError as exc:
+        fleet_spec = FleetSpec.parse(fleet) if fleet else None
+    except (ScenarioError, FleetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
@@ -36,7 +47,11 @@ def _serve(
     try:
         try:
             handle = start_sandbox(
-                scenario, workdir=workdir or tmp or Path(), timing=timing, rbac=rbac
+                scenario,
+                workdir=workdir or tmp or Path(),
+                timing=timing,
+                rbac=rbac,
+                fleet=fleet_spec,
             )
         except ScenarioError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -47,20 +62,103 @@ def _serve(
         except (OSError, RuntimeError) as exc:
             print(f"error: the sandbox did not start: {exc}", file=sys.stderr)
             return 1
+        stops = [handle.stop]
         try:
-            write_env_file(handle.env, env_file)
+            env = dict(handle.env)
+            if functions is not None:
+                try:
+                    env.update(
+                        _start_functions(handle.env, workdir or tmp or Path(), functions, stops)
+                    )
+                except (OSError, RuntimeError, ValueError) as exc:
+                    print(f"error: the function app did not start: {exc}", file=sys.stderr)
+                    return 1
+            write_env_file(env, env_file)
             print(
-                f"sandbox ready: {scenario.name} ({len(handle.gateway_ids)} gateways)", flush=True
+                f"sandbox ready: {scenario.name} ({len(handle.gateway_ids)} gateways"
+                + (f", fleet of {len(handle.fleet.gateways)}" if handle.fleet else "")
+                + ")",
+                flush=True,
             )
+            if functions is not None:
+                print(f"function app running at {env['FUNCTIONS_URL']}", flush=True)
             while not stop.wait(0.5):
                 pass
         finally:
-            handle.stop()
+            for stop_one in reversed(stops):
+                stop_one()
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     print("sandbox stopped", flush=True)
     return 0
+
+
+@dataclass(frozen=True)
+class FunctionsOptions:
+    """`serve --functions`: the function app beside the sandbox (docs/operations.md)."""
+
+    port: int = 0
+    signed_in_as: str = "approver@contoso.com"
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_functions(
+    sandbox_env: dict[str, str], workdir: Path, options: FunctionsOptions, stops: list[Any]
+) -> dict[str, str]:
+    """Azurite and the local Functions runner serving function_app over the sandbox; the keys
+    the env file gains: FUNCTIONS_URL, FUNCTIONS_KEY (a host key: every keyed route, /api/alerts
+    included) and AzureWebJobsStorage (the app's state, for clients reading its ledger)."""
+    from sandbox.azurite import start_azurite
+    from sandbox.funcrunner import FunctionRunner
+
+    azurite = start_azurite(workdir / "azurite")
+    stops.append(azurite.stop)
+    import function_app  # after the sandbox: imported as the host would index it
+
+    port = options.port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    key = secrets.token_urlsafe(24)
+    overrides = dict(options.settings)
+    settings = {
+        # The runner imitates App Service Authentication: see --signed-in-as.
+        "WEBSITE_AUTH_ENABLED": "True",
+        "APPROVERS": sandbox_env.get("APPROVERS") or options.signed_in_as,
+        "REVIEW_TOKEN_SECRET": secrets.token_urlsafe(32),
+        "FUNCTIONS_URL": url,
+        **overrides,
+    }
+    runner = FunctionRunner(
+        function_app.app,
+        env={**sandbox_env, **settings},
+        connection=azurite.connection_string,
+        keys={"default": key},
+        easy_auth=True,
+        easy_auth_principal=options.signed_in_as or None,
+        schedule=True,
+        port=port,
+    )
+    runner.start()
+    stops.append(runner.stop)
+    return {
+        **overrides,
+        "FUNCTIONS_URL": url,
+        "FUNCTIONS_KEY": key,
+        "AzureWebJobsStorage": azurite.connection_string,
+    }
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
 
 
 def _scenarios() -> int:
@@ -99,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run a scenario in the foreground until SIGINT/SIGTERM")
-    serve.add_argument("--scenario", required=True, help="built-in name or path of a JSON file")
+    serve.add_argument(
+        "--scenario", help="built-in name or path of a JSON file (with --fleet: default healthy)"
+    )
     serve.add_argument("--env-file", required=True, type=Path, help="written when ready")
     serve.add_argument("--workdir", type=Path, help="where the CA bundle goes (default: temp)")
     serve.add_argument("--timing", **TIMING_ARG)
@@ -109,13 +209,61 @@ def main(argv: list[str] | None = None) -> int:
         help="authorize ARM requests with the role assignments this Bicep (`infra`: the "
         "repository's infra/) makes for the bot; default: every valid token may do anything",
     )
+    serve.add_argument(
+        "--functions",
+        action="store_true",
+        help="also run the function app (Azurite and the local Functions runner); the env file "
+        "gains FUNCTIONS_URL, FUNCTIONS_KEY and AzureWebJobsStorage",
+    )
+    serve.add_argument(
+        "--functions-port", type=int, default=0, help="with --functions: port (default: free)"
+    )
+    serve.add_argument(
+        "--signed-in-as",
+        default="approver@contoso.com",
+        metavar="NAME",
+        help="with --functions: the App Service Authentication caller of requests that send no "
+        "x-ms-client-principal-name (default approver@contoso.com, also APPROVERS unless the "
+        "scenario sets it); '' for nobody",
+    )
+    serve.add_argument(
+        "--setting",
+        action="append",
+        type=_setting,
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --functions: an app setting over the scenario's (repeatable)",
+    )
+    serve.add_argument(
+        "--fleet",
+        metavar="GxS@U",
+        help="add a generated fleet: G gateways in S subscriptions, a share U unhealthy, e.g. "
+        "2000x20@0.02 (options: ,nodata=F ,regions=a+b ,page=N ,seed=N; docs/sandbox.md)",
+    )
     sub.add_parser("scenarios", help="list the built-in scenarios")
     demo = sub.add_parser("demo", help="start a scenario and show its backend health")
     demo.add_argument("--scenario", default="ilb-ase-v1")
     demo.add_argument("--timing", **TIMING_ARG)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args.scenario, args.env_file, args.workdir, args.timing, args.rbac)
+        functions = None
+        if args.functions:
+            functions = FunctionsOptions(
+                args.functions_port, args.signed_in_as, tuple(args.setting)
+            )
+        elif args.setting or args.functions_port:
+            parser.error("--setting and --functions-port need --functions")
+        if args.scenario is None and not args.fleet:
+            parser.error("serve needs --scenario (or --fleet)")
+        return _serve(
+            args.scenario or "healthy",
+            args.env_file,
+            args.workdir,
+            args.timing,
+            args.rbac,
+            functions,
+            fleet=args.fleet,
+        )
     if args.command == "scenarios":
         return _scenarios()
     return _demo(args.scenario, args.timing)

@@ -23,7 +23,11 @@ default),
 conflict (what a PUT gets while another write runs on the gateway: "supersede", the default, as
 Azure does: accepted, the earlier operation ends Canceled; or "409" / "429": refused),
 probe_interval_seconds, probe_timeout_cap_seconds, hosts, resource_groups, faults (rules, as
-POSTed), clock (tests).
+POSTed), clock (tests); subscriptions (more subscription ids the emulator serves), list_page_size
+(gateways per page of a list: a `nextLink` with `$skiptoken` follows, as ARM pages collections),
+health_model (gateway id -> {"unhealthy": n, "servers": m, "no_data": bool}: backend health and
+the UnhealthyHostCount metric of that gateway come from the model, nothing is probed;
+sandbox/fleet.py).
 
 The write protocol follows recorded real traffic (tests/data/recorded/, SOURCES.md): update PUT
 200, create 201, `Azure-AsyncOperation` on both, no `Location`, no `ETag` and no `Retry-After`
@@ -181,6 +185,13 @@ class ArmEmulator:
         self._resource_groups: set[str] = {
             f"/subscriptions/{subscription_id}/resourcegroups/{rg}".lower()
             for rg in options.get("resource_groups") or []
+        }
+        self._subscriptions = {subscription_id.lower()} | {
+            str(s).lower() for s in options.get("subscriptions") or []
+        }
+        self._page_size = max(1, int(options.get("list_page_size", 100)))
+        self._health_model: dict[str, dict[str, Any]] = {
+            str(k).lower(): dict(v) for k, v in (options.get("health_model") or {}).items()
         }
         self._write_ops: dict[str, _WriteOp] = {}
         self._busy: dict[str, str] = {}
@@ -354,7 +365,7 @@ class ArmEmulator:
             )
 
     def _check_subscription(self, sub: str) -> None:
-        if sub.lower() != self.subscription_id.lower():
+        if sub.lower() not in self._subscriptions:
             raise ArmError(
                 404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
             )
@@ -449,17 +460,29 @@ class ArmEmulator:
             prefix = (
                 f"/subscriptions/{request.params['sub']}/resourcegroups/{request.params['rg']}/"
             )
-            return Response(200, {"value": self._list(prefix.lower())})
+            return Response(200, self._list(prefix.lower(), request))
 
     def _route_list_all(self, request: Request) -> Response:
         with self._lock:
             self._settle()
             return Response(
-                200, {"value": self._list(f"/subscriptions/{request.params['sub']}/".lower())}
+                200, self._list(f"/subscriptions/{request.params['sub']}/".lower(), request)
             )
 
-    def _list(self, prefix: str) -> list[dict]:
-        return [val.redact(doc) for key, doc in self._gateways.items() if key.startswith(prefix)]
+    def _list(self, prefix: str, request: Request) -> dict[str, Any]:
+        """One page of the gateways under `prefix` (sorted by id), and a `nextLink` to the next
+        page when there is one: the SDK's pager follows it (docs/sources.md#arm-lro)."""
+        keys = sorted(key for key in self._gateways if key.startswith(prefix))
+        raw_skip = (request.query.get("$skiptoken") or ["0"])[0]
+        skip = int(raw_skip) if raw_skip.isdigit() else 0
+        page = keys[skip : skip + self._page_size]
+        body: dict[str, Any] = {"value": [val.redact(self._gateways[key]) for key in page]}
+        if skip + self._page_size < len(keys):
+            body["nextLink"] = (
+                f"{self.url}{request.path}?api-version={self._api_version(request)}"
+                f"&$skiptoken={skip + self._page_size}"
+            )
+        return body
 
     def _route_put(self, request: Request) -> Response:
         body = self._json_body(request)
@@ -641,6 +664,9 @@ class ArmEmulator:
     def _gateway_health(self, doc: dict, expand: bool) -> dict:
         """Cached per (pool, settings, member) and refreshed per probe interval
         (docs/sources.md#health-states)."""
+        modelled = self._health_model.get(str(doc["id"]).lower())
+        if modelled is not None:
+            return _modelled_health(doc, modelled)
         plans = plan_gateway(doc, self._limits)
         gw = str(doc["id"]).lower()
         now = self._clock()
@@ -729,6 +755,40 @@ class ArmEmulator:
             },
         }
 
+    # ---- for the metrics emulator (sandbox/metrics.py) ------------------------------------
+
+    def gateway_location(self, gateway_id: str) -> str | None:
+        """The stored gateway's `location` (None: no such gateway)."""
+        with self._lock:
+            doc = self._gateways.get(gateway_id.lower())
+            return None if doc is None else str(doc.get("location") or "")
+
+    def unhealthy_host_count(self, gateway_id: str) -> int | None:
+        """What Azure Monitor's UnhealthyHostCount would say now: from the health model, else
+        counted from this emulator's own backend health (probes, cached per probe interval).
+        None: the gateway sends no metric data (the model says so, or it does not exist)."""
+        key = gateway_id.lower()
+        with self._lock:
+            doc = copy.deepcopy(self._gateways.get(key))
+            modelled = self._health_model.get(key)
+        if doc is None:
+            return None
+        if modelled is not None:
+            return None if modelled.get("no_data") else int(modelled.get("unhealthy", 0))
+        body = self._gateway_health(doc, False)
+        return sum(
+            1
+            for pool in body["backendAddressPools"]
+            for entry in pool["backendHttpSettingsCollection"]
+            for server in entry["servers"]
+            if server.get("health") != "Healthy"
+        )
+
+    def record_request(self, method: str, path: str, status: int) -> None:
+        """A request another local service answered, listed with ARM's (GET /sandbox/requests)."""
+        with self._lock:
+            self._requests.append({"method": method, "path": path, "status": status})
+
     # ---- control endpoint ------------------------------------------------------------------
 
     def _control(self, request: Request) -> Response:
@@ -775,6 +835,49 @@ class ArmEmulator:
 
 
 _GWS_PATH = "/providers/microsoft.network/applicationgateways"
+
+
+# What a modelled unhealthy server reports: the message Azure shows for a backend whose
+# certificate is not trusted (docs/sources.md#health-states).
+_MODEL_UNTRUSTED = (
+    "The root certificate of the server certificate used by the backend does not match the "
+    "trusted root certificate added to the application gateway. Ensure that you add the correct "
+    "root certificate to whitelist the backend"
+)
+
+
+def _modelled_health(doc: dict, model: dict[str, Any]) -> dict:
+    """Backend health from a health model: the first pool/settings pair, `servers` members of
+    which the first `unhealthy` are Unhealthy (sandbox/fleet.py)."""
+    properties = props(doc)
+    pools = properties.get("backendAddressPools") or [{}]
+    settings = properties.get("backendHttpSettingsCollection") or [{}]
+    addresses = [
+        str(a.get("ipAddress") or a.get("fqdn") or "")
+        for a in (pools[0].get("properties") or {}).get("backendAddresses") or []
+    ] or ["10.0.0.4"]
+    count = max(int(model.get("servers", len(addresses))), int(model.get("unhealthy", 0)), 1)
+    unhealthy = int(model.get("unhealthy", 0))
+    servers = [
+        {
+            "address": addresses[i % len(addresses)],
+            "health": "Unhealthy" if i < unhealthy else "Healthy",
+            "healthProbeLog": _MODEL_UNTRUSTED
+            if i < unhealthy
+            else "Success. Received 200 status code",
+        }
+        for i in range(count)
+    ]
+    return {
+        "backendAddressPools": [
+            {
+                "backendAddressPool": {"id": pools[0].get("id", "")},
+                "backendHttpSettingsCollection": [
+                    {"backendHttpSettings": {"id": settings[0].get("id", "")}, "servers": servers}
+                ],
+            }
+        ]
+    }
 
 
 def _server(address: str, result: ProbeResult) -> dict:

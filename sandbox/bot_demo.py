@@ -3,8 +3,10 @@
 Starts the sandbox scenario, Azurite and the local Functions runner serving function_app; shows the
 backend health; posts a real common-schema alert to /api/alerts; follows the job; prints the
 diagnosis; writes the exported CER; lets the policy apply the fix (or, for a proposal, approves it
-through the API as a signed-in approver); shows the backend health again; ends with one JSON line:
-{"scenario", "before", "after", "arm_writes", "seconds", "job"}.
+through the API as a signed-in approver); shows the backend health again. A scenario with several
+gateways (`multi`) goes through each in turn. Ends with one JSON line:
+{"scenario", "before", "after", "arm_writes", "seconds", "job", "gateways": [{"gateway", "before",
+"after", "job"}]}; before/after are "healthy" only when every gateway is.
 """
 
 from __future__ import annotations
@@ -129,11 +131,11 @@ def run_bot_demo(
 
 
 def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -> dict[str, Any]:
+    """Every gateway of the scenario in turn (`multi` has two): health, alert, job, fix, health."""
     import function_app
     from sandbox.funcrunner import FunctionRunner
 
     key = secrets.token_urlsafe(24)
-    gateway_id = handle.gateway_ids[0]
     interval = float(handle.scenario.options.get("probe_interval_seconds", 2))
     env = {
         "ARM_POLLING_INTERVAL": "1",  # unless the timing profile set it
@@ -143,11 +145,11 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
         "WEBSITE_AUTH_ENABLED": "True",
         "STATE_DIR": str(out_dir / "state"),
     }
+    names = ", ".join(g.rsplit("/", 1)[-1] for g in handle.gateway_ids)
+    gateways: list[dict[str, Any]] = []
     with sandbox_environment(env):
         client = network_client(env)
-        print(f"sandbox ready: {handle.scenario.name}; gateway {gateway_id.rsplit('/', 1)[-1]}")
-        print("backend health before:")
-        before = show_health(client, gateway_id, deadline_seconds=3 * interval + 10)
+        print(f"sandbox ready: {handle.scenario.name}; gateway(s) {names}")
         runner = FunctionRunner(
             function_app.app,
             env=env,
@@ -157,34 +159,53 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
         )
         with runner:
             print(f"function app running locally at {runner.url} (stand-in for `func start`)")
-            pool, settings = _alert_pair(client, gateway_id)
-            status, accepted = _http(
-                "POST",
-                f"{runner.url}/api/alerts?code={key}",
-                common_alert(
-                    gateway_id, alert_id=str(uuid.uuid4()), dimension=f"{pool}~{settings}"
-                ),
-            )
-            print(f"POST /api/alerts -> {status} {json.dumps(accepted)}")
-            if status != 202:
-                raise RuntimeError(f"the alert was not accepted: {accepted}")
-            job_id = accepted["jobs"][0]
-            job = _follow(runner.url, key, job_id)
-            findings = _print_diagnosis(job.get("diagnosis"))
-            _write_cers(findings, out_dir)
-            outcome = job.get("outcome") or {}
-            print(f"outcome: {json.dumps(outcome)}")
-            if job.get("state") == "proposed" and outcome.get("proposal"):
-                job = _approve(runner.url, key, outcome["proposal"])
-                print(f"outcome: {json.dumps(job.get('outcome') or {})}")
-        print("backend health after:")
-        after = show_health(client, gateway_id, deadline_seconds=3 * interval + 10)
+            for gateway_id in handle.gateway_ids:
+                gateways.append(
+                    _one_gateway(client, runner.url, key, gateway_id, out_dir, interval)
+                )
+    healthy = all(g["after"] == "healthy" for g in gateways)
     return {
         "scenario": scenario,
-        "before": _health_word(before),
-        "after": _health_word(after),
+        "before": "healthy" if all(g["before"] == "healthy" for g in gateways) else "unhealthy",
+        "after": "healthy" if healthy else "unhealthy",
         "arm_writes": _arm_puts(handle),
         "seconds": 0.0,
+        "job": gateways[0]["job"],
+        "gateways": gateways,
+    }
+
+
+def _one_gateway(
+    client: Any, url: str, key: str, gateway_id: str, out_dir: Path, interval: float
+) -> dict[str, Any]:
+    name = gateway_id.rsplit("/", 1)[-1]
+    print(f"\n== gateway {name} ==")
+    print("backend health before:")
+    before = show_health(client, gateway_id, deadline_seconds=3 * interval + 10)
+    pool, settings = _alert_pair(client, gateway_id)
+    status, accepted = _http(
+        "POST",
+        f"{url}/api/alerts?code={key}",
+        common_alert(gateway_id, alert_id=str(uuid.uuid4()), dimension=f"{pool}~{settings}"),
+    )
+    print(f"POST /api/alerts -> {status} {json.dumps(accepted)}")
+    if status != 202:
+        raise RuntimeError(f"the alert was not accepted: {accepted}")
+    job_id = accepted["jobs"][0]
+    job = _follow(url, key, job_id)
+    findings = _print_diagnosis(job.get("diagnosis"))
+    _write_cers(findings, out_dir)
+    outcome = job.get("outcome") or {}
+    print(f"outcome: {json.dumps(outcome)}")
+    if job.get("state") == "proposed" and outcome.get("proposal"):
+        job = _approve(url, key, outcome["proposal"])
+        print(f"outcome: {json.dumps(job.get('outcome') or {})}")
+    print(f"backend health after ({name}):")
+    after = show_health(client, gateway_id, deadline_seconds=3 * interval + 10)
+    return {
+        "gateway": name,
+        "before": _health_word(before),
+        "after": _health_word(after),
         "job": job_id,
     }
 

@@ -16,8 +16,9 @@ built from the bindings the app declares (`app.get_functions()`):
   optional and off by default.
 * Queue output bindings are written (base64) after the function returns successfully.
 * App Service Authentication is imitated only with `easy_auth=True`: `x-ms-client-principal*`
-  headers reach the function as if the platform had set them. Otherwise such headers are
-  stripped, as the platform does for callers.
+  headers reach the function as if the platform had set them, and `easy_auth_principal` (if
+  given) signs in every request that names nobody, as a browser's session would. Otherwise such
+  headers are stripped, as the platform does for callers.
 
 Differences from the host, among others: one process, no worker isolation or scale-out; no
 message lease renewal for functions running longer than the 10-minute initial lease; no retry
@@ -180,6 +181,7 @@ class FunctionRunner:
         keys: Mapping[str, str],
         function_keys: Mapping[str, Mapping[str, str]] | None = None,
         easy_auth: bool = False,
+        easy_auth_principal: str | None = None,
         host_json: Mapping[str, Any] | str | os.PathLike[str] | None = None,
         visibility_timeout: float | None = None,
         poll_interval: float = 0.2,
@@ -191,6 +193,7 @@ class FunctionRunner:
         self.keys = dict(keys)
         self.function_keys = {k: dict(v) for k, v in (function_keys or {}).items()}
         self.easy_auth = easy_auth
+        self.easy_auth_principal = easy_auth_principal
         self.config = _queue_config(_load_host_json(host_json))
         if visibility_timeout is not None:
             self.config.visibility_timeout = visibility_timeout
@@ -332,6 +335,9 @@ class FunctionRunner:
 
     def _request_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         if self.easy_auth:
+            named = any(k.lower().startswith("x-ms-client-principal") for k in headers)
+            if self.easy_auth_principal and not named:
+                return {**headers, "x-ms-client-principal-name": self.easy_auth_principal}
             return dict(headers)
         return {k: v for k, v in headers.items() if not _EASY_AUTH_HEADER.match(k)}
 

@@ -62,6 +62,8 @@ ROUTE_ACTIONS: dict[str, str] = {
     "ondemand": f"{GATEWAYS}/getBackendHealthOnDemand/action",
     "async_op": "Microsoft.Network/locations/operations/read",
     "op_result": "Microsoft.Network/locations/operationResults/read",
+    # sandbox/metrics.py: metrics:getBatch, authorized at the subscription it names.
+    "metrics_batch": "Microsoft.Insights/Metrics/Read",
 }
 
 # Linked-resource kind -> (resource type, actions a gateway PUT needs on it). configuration-
@@ -237,7 +239,7 @@ class Authorizer:
             # an unknown operation is judged at the subscription.
             with self._lock:
                 return self._operations.get(params.get("op", "").lower(), sub)
-        if route == "list_all":
+        if route in {"list_all", "metrics_batch"}:
             return sub
         group = f"{sub}/resourceGroups/{params.get('rg', '')}"
         if route == "list_rg":
@@ -502,7 +504,10 @@ def _assignment_targets(raw: dict[str, Any], module_params: Mapping[str, Any]) -
             continue  # e.g. `if (kind == 'subnet')` in a module called with kind: 'public_ip'
         scope = body.get("scope")
         if scope is None:
-            targets.append("resourceGroup")
+            # Assigned at the module's own scope: its group, or its subscription when the module
+            # says `targetScope = 'subscription'` (rbac-subscription.bicep).
+            where = ((raw.get("globals") or {}).get("scope") or {}).get("value")
+            targets.append("subscription" if where == "subscription" else "resourceGroup")
             continue
         target = resources.get(scope) if isinstance(scope, str) else None
         if target is None:
@@ -523,6 +528,8 @@ def assignments_for(
         for resource_id in ids:
             if grant.target == "resourceGroup":
                 scope = resource_group_of(resource_id)
+            elif grant.target == "subscription":
+                scope = "/".join(resource_id.split("/")[:3])
             elif resource_type_of(resource_id).lower() == grant.target.lower():
                 scope = resource_id
             else:

@@ -27,7 +27,8 @@ from sandbox.scenario import (
 
 ARM_RESOURCE = "https://management.azure.com"
 CA_FILE = "sandbox-ca.pem"
-# The keys the sandbox itself sets; a scenario's bot_settings cannot override them.
+# The keys the sandbox itself sets; a scenario's bot_settings cannot override them, except
+# PROBE_VANTAGE, which is only a default.
 CORE_KEYS = (
     "ARM_ENDPOINT",
     "REQUESTS_CA_BUNDLE",
@@ -36,6 +37,8 @@ CORE_KEYS = (
     "AZURE_SUBSCRIPTION_ID",
     "SANDBOX_GATEWAY_IDS",
     "SANDBOX_CONTROL_URL",
+    "METRICS_ENDPOINT",
+    "PROBE_VANTAGE",
 )
 # Set too when the scenario has a `keyvault` section (the sandbox Key Vault's URL).
 KEY_VAULT_KEY = "KEY_VAULT_URL"
@@ -80,6 +83,8 @@ class SandboxHandle:
     arm: Any = None
     keyvault: Any = None  # sandbox.keyvault.KeyVaultEmulator when the scenario has one
     authorizer: Any = None  # sandbox.rbac.Authorizer when started with rbac=...
+    metrics: Any = None  # sandbox.metrics.MetricsEmulator (metrics:getBatch)
+    fleet: Any = None  # sandbox.fleet.Fleet when started with fleet=...
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -137,8 +142,13 @@ def start_sandbox(
     timing: str = "scenario",
     options: Mapping[str, Any] | None = None,
     rbac: str | Path | None = None,
+    fleet: Any = None,
 ) -> SandboxHandle:
     """Start backends, identity endpoint and ARM emulator for a scenario, all as threads.
+
+    `fleet` (a sandbox.fleet.FleetSpec or its text, e.g. "2000x20@0.02") adds that many
+    lightweight gateways in their own subscriptions (sandbox/fleet.py) and puts those
+    subscriptions in ALLOWED_SCOPES.
 
     `rbac` ("infra" or a directory laid out like infra/) makes the emulator authorize every
     request against the role assignments that Bicep makes for the bot (sandbox/rbac.py), and
@@ -153,7 +163,7 @@ def start_sandbox(
     workdir.mkdir(parents=True, exist_ok=True)
     stops: list[Callable[[], None]] = []
     try:
-        handle = _start(s, arm_class, workdir, stops, rbac=rbac)
+        handle = _start(s, arm_class, workdir, stops, rbac=rbac, fleet=fleet)
         if timing == "fast":
             handle.env.update(FAST_BOT_SETTINGS)  # over the scenario's bot_settings too
         return handle
@@ -170,6 +180,7 @@ def _start(
     stops: list[Callable[[], None]],
     *,
     rbac: str | Path | None = None,
+    fleet: Any = None,
 ) -> SandboxHandle:
     keys = KeyAllocator()
     endpoints, port_map, _ = _start_backends(s, stops)
@@ -198,7 +209,10 @@ def _start(
 
     gateways = render_gateways(s, certs, endpoints, port_map)
     bot_settings = render_bot_settings(s, certs, endpoints)
-    authorizer = _authorizer(s, gateways, issuer, bot_settings, rbac) if rbac else None
+    built_fleet = _build_fleet(fleet)
+    fleet_docs = built_fleet.gateways if built_fleet is not None else []
+    options = {**s.options, **(built_fleet.emulator_options() if built_fleet else {})}
+    authorizer = _authorizer(s, gateways + fleet_docs, issuer, bot_settings, rbac) if rbac else None
 
     def arm_token_ok(token: str) -> bool:
         # The public cloud's audience (plain SDK clients), or exactly the emulator's own URL: the
@@ -210,16 +224,17 @@ def _start(
 
     arm = arm_class(
         subscription_id=s.subscription,
-        gateways=gateways,
+        gateways=gateways + fleet_docs,
         tls_cert_pem=arm_tls.pem(),
         tls_key_pem=arm_tls.key_pem(),
         verify_token=arm_token_ok,
         well_known_roots=[certs[name].der() for name in s.well_known],
-        options=dict(s.options),
+        options=options,
         **({"authorizer": authorizer} if authorizer is not None else {}),
     )
     arm.start()
     stops.append(arm.stop)
+    metrics = _start_metrics(arm, arm_tls, issuer, authorizer, stops)
 
     env = {
         "ARM_ENDPOINT": arm.url,
@@ -229,6 +244,7 @@ def _start(
         "AZURE_SUBSCRIPTION_ID": s.subscription,
         "SANDBOX_GATEWAY_IDS": ",".join(g["id"] for g in gateways),
         "SANDBOX_CONTROL_URL": arm.control_url,
+        "METRICS_ENDPOINT": metrics.endpoint_template,
     }
     vault = _start_keyvault(s, certs, arm_tls, issuer, stops)
     if vault is not None:
@@ -239,9 +255,45 @@ def _start(
         env["ALLOWED_SCOPES"] = ",".join(g["id"] for g in gateways)  # as infra/main.bicep sets it
     for key, value in bot_settings.items():
         env.setdefault(key, value)  # the scenario cannot redirect the sandbox's own keys
+    if built_fleet is not None:
+        # The fleet is scoped by subscription: 2,000 gateway ids would not fit one setting.
+        fleet_scopes = [f"/subscriptions/{sub}" for sub in built_fleet.subscriptions]
+        env["ALLOWED_SCOPES"] = ",".join(
+            [x for x in env.get("ALLOWED_SCOPES", "").split(",") if x] + fleet_scopes
+        )
+    # The emulated gateway reaches its backends on this machine's loopback, so a probe from here
+    # sees what it sees (shared.probe.tls.detect_vantage); a scenario may say otherwise.
+    env.setdefault("PROBE_VANTAGE", "gateway_network")
     handle = SandboxHandle(env, s, workdir, certs, servers, gateways, arm, vault, authorizer)
+    handle.metrics, handle.fleet = metrics, built_fleet
     handle._stops = stops
     return handle
+
+
+def _build_fleet(fleet: Any) -> Any:
+    if fleet is None:
+        return None
+    from sandbox.fleet import build_fleet
+
+    return build_fleet(fleet)
+
+
+def _start_metrics(
+    arm: Any, tls: KeyCert, issuer: TokenIssuer, authorizer: Any, stops: list[Callable[[], None]]
+) -> Any:
+    """metrics:getBatch for the emulator's gateways (sandbox/metrics.py)."""
+    from sandbox.metrics import AUDIENCE, MetricsEmulator
+
+    metrics = MetricsEmulator(
+        arm,
+        tls_cert_pem=tls.pem(),
+        tls_key_pem=tls.key_pem(),
+        verify_token=lambda token: issuer.verify(token, AUDIENCE),
+        authorizer=authorizer,
+    )
+    metrics.start()
+    stops.append(metrics.stop)
+    return metrics
 
 
 def _infra_grants(infra_dir: Path) -> list[Any]:

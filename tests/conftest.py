@@ -32,7 +32,8 @@ def sandbox_factory(
     """start(name_or_path, timing="fast", **options) -> SandboxHandle; sets the env keys for the
     test, stops all after. Tests run the fast timing profile (docs/sandbox.md, "Timing
     profiles"); a test about one delay passes it as an emulator option, e.g.
-    `probe_interval_seconds=30`, or `timing="scenario"` for the scenario's own pacing.
+    `probe_interval_seconds=30`, or `timing="scenario"` for the scenario's own pacing;
+    `fleet="60x3@0.1"` adds a generated fleet (sandbox/fleet.py).
     ARM authorizes every request with the roles infra/ grants the bot (`rbac="infra"`,
     sandbox/rbac.py); `rbac=None` lets any token do anything."""
     from sandbox.runtime import start_sandbox
@@ -40,7 +41,12 @@ def sandbox_factory(
     handles: list[SandboxHandle] = []
 
     def start(
-        scenario: str, *, timing: str = "fast", rbac: str | None = "infra", **options: Any
+        scenario: str,
+        *,
+        timing: str = "fast",
+        rbac: str | None = "infra",
+        fleet: str | None = None,
+        **options: Any,
     ) -> SandboxHandle:
         handle = start_sandbox(
             scenario,
@@ -48,6 +54,7 @@ def sandbox_factory(
             timing=timing,
             options=options,
             rbac=rbac,
+            fleet=fleet,
         )
         handles.append(handle)
         for name in _FOREIGN_IDENTITY_VARS:

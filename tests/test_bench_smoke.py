@@ -94,3 +94,16 @@ def test_storm_gets_only_202_and_writes_nothing_in_diagnose_mode(report: dict[st
     assert storm["answers"]["recorded"] == 20  # every Resolved post is recorded, starts nothing
     assert storm["jobs"] >= 5 and len(storm["jobs_per_gateway"]) == 5
     assert set(storm["job_states"]) == {"succeeded"}
+
+
+def test_sweep_checks_every_gateway_with_few_metrics_and_health_calls(
+    report: dict[str, Any],
+) -> None:
+    sweep = report["sweep"]
+    assert (sweep["gateways"], sweep["subscriptions"], sweep["unhealthy"]) == (60, 3, 3)
+    assert sweep["check_results"] == {"healthy": 57, "unhealthy": 3}
+    # One batch per subscription and region: 3 x 2, of 10 gateways each (the target,
+    # ceil(gateways / 50) + subscriptions, is for 2,000 gateways: 100 a subscription).
+    assert sweep["metrics_requests"] == 6
+    assert sweep["backend_health_calls"] == sweep["jobs"] == 3
+    assert sweep["failed_requests"] == 0 and sweep["peak_rss_mib"] > 0

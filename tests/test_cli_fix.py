@@ -31,7 +31,7 @@ from sandbox.runtime import SandboxHandle
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACT = ["gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason"]
+CONTRACT = ["gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change"]
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
     assert listed.returncode == 0, listed.stderr
     assert pid in listed.stdout and "open" in listed.stdout and "alice" in listed.stdout
 
-    shown = run(tmp_path, "proposals", "show", pid)
+    shown = run(tmp_path, "proposals", "show", pid, "--format", "json")
     assert shown.returncode == 0, shown.stderr
     proposal = last_json(shown)
     assert proposal["id"] == pid and proposal["status"] == "open"
@@ -185,18 +185,76 @@ def test_rollback_command_restores_the_document(v1: SandboxHandle, tmp_path: Pat
         n for n in ref_names(settings_entry(stored(v1), "ase-https"), AUTH_CERTS) if n != "app-cert"
     )
 
-    result = run(tmp_path, "rollback", "--gateway-id", gid, "--change", change)
+    assert f"change: {change} (undo: python -m shared rollback --change {change})" in fixed.stdout
+    assert last_json(fixed)["change"] == change
+    # Without --yes and without a terminal: the preview, then no.
+    asked = run(tmp_path, "rollback", "--gateway-id", gid, "--change", change)
+    assert asked.returncode == 0, asked.stderr
+    assert f"roll back {change}" in asked.stdout and '"op": "remove"' in asked.stdout
+    assert "not confirmed: no terminal to ask (use --yes)" in asked.stdout
+    assert "az network application-gateway auth-cert delete" in asked.stdout
+    assert (last_json(asked)["action"], last_json(asked)["arm_writes"]) == ("none", 0)
+    dry = run(tmp_path, "rollback", "--change", change, "--dry-run", "--yes")
+    assert (last_json(dry)["action"], last_json(dry)["reason"]) == (
+        "none",
+        "dry run: nothing written",
+    )
+    assert put_count(v1) == 1
+    for mode, action in (("diagnose", "none"), ("propose", "refused")):
+        lowered = run(tmp_path, "rollback", "--change", change, "--yes", REMEDIATION_MODE=mode)
+        assert (last_json(lowered)["mode"], last_json(lowered)["action"]) == (mode, action)
+        assert lowered.returncode == (2 if action == "refused" else 0), lowered.stderr
+    killed = run(tmp_path, "rollback", "--change", change, "--yes", REMEDIATION_KILL_SWITCH="true")
+    assert killed.returncode == 2 and "kill switch" in killed.stderr
+    assert put_count(v1) == 1
+
+    # The gateway comes from the change record.
+    result = run(tmp_path, "rollback", "--change", change, "--yes")
 
     assert result.returncode == 0, result.stderr
     out = last_json(result)
     assert list(out) == CONTRACT
-    assert (out["action"], out["arm_writes"]) == ("rolled_back", 1)
+    assert (out["mode"], out["action"], out["arm_writes"]) == ("apply", "rolled_back", 1)
     after = stored(v1)
     assert name not in [c["name"] for c in after["properties"][AUTH_CERTS]]
     assert comparable(after) == comparable(before)
 
+    again = run(tmp_path, "rollback", "--gateway-id", gid, "--change", change, "--yes")
+    assert (last_json(again)["action"], last_json(again)["arm_writes"]) == ("none", 0)
+    assert last_json(again)["reason"].startswith(f"already rolled back: {out['change']}")
+    assert put_count(v1) == 2
+
+    listed = run(tmp_path, "changes", "list", "--format", "json")
+    views = json.loads(listed.stdout)["changes"]
+    assert [(v["id"], v["kind"], v["status"]) for v in views] == [
+        (out["change"], "rollback", "rolled_back"),
+        (change, "apply", "rolled_back"),
+    ]
+    shown = run(tmp_path, "changes", "show", change)
+    assert shown.returncode == 0 and f"rolled back {out['change']}" in shown.stdout
+
     unknown = run(tmp_path, "rollback", "--gateway-id", gid, "--change", "no-such-change")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    of_rollback = run(tmp_path, "rollback", "--change", out["change"], "--yes")
+    assert of_rollback.returncode == 2 and "is the rollback of" in of_rollback.stderr
+
+
+def test_corrupt_change_log_and_proposal_files_name_the_file(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "proposals").mkdir(parents=True)
+    (state / "changes.jsonl").write_text('{"id": "chg-1"}\n[1, 2\n')
+    (state / "proposals" / "20250101T000000Z-abcd.json").write_text("{not json")
+    for args in (
+        ("changes", "list"),
+        ("changes", "show", "chg-1"),
+        ("rollback", "--change", "chg-1", "--yes"),
+        ("proposals", "list"),
+        ("proposals", "show", "20250101T000000Z-abcd"),
+    ):
+        result = run(tmp_path, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, args
+        assert str(state) in result.stderr, (args, result.stderr)
 
 
 def _change_id(tmp_path: Path, gid: str) -> str:
@@ -251,5 +309,8 @@ def test_a_gateway_locked_by_another_process_is_not_written(
         lock.release()
 
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "locked by another process" in result.stderr
+    # Progress lines first (the gateway was read), the error last and alone on its line.
+    *phases, error = result.stderr.splitlines()
+    assert error.startswith("error: ") and "locked by another process" in error
+    assert phases and all(line.startswith("[") for line in phases), result.stderr
     assert put_count(v1) == 0

@@ -56,8 +56,11 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     assert code in (0, 2), (argv, code, err)  # 1 would be an unexpected failure
     assert "Traceback" not in out + err, err
     if code == 2:
-        assert err.startswith("error: ") and err.count("\n") == 1, err
-        assert not err.startswith("error: unexpected"), err
+        # One error line, the last; before it only progress lines (`[  0.1s] ...`, issue 13).
+        *progress, error = err.splitlines()
+        assert error.startswith("error: ") and err.endswith("\n"), err
+        assert all(line.startswith("[") for line in progress), err
+        assert not error.startswith("error: unexpected"), err
     return code, out, err
 
 
@@ -298,3 +301,102 @@ def test_fix_with_odd_gateway_ids_writes_nothing(
 
     check()
     assert _puts(handle) == 0
+
+
+# ---- input files: nesting, size, encodings (issue 13) -----------------------------------------
+
+
+def _diagnose_files(gateway: Path, health: Path) -> list[str]:
+    return ["diagnose", "--gateway", str(gateway), "--health", str(health), "--no-probe"]
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == "", (argv, err)
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+def test_input_files_nested_huge_or_oddly_encoded_exit_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    health = tmp_path / "health.json"
+    health.write_text(json.dumps(HEALTH))
+    nested = tmp_path / "nested.json"
+    nested.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    _refused(_diagnose_files(nested, health), capsys, str(nested), "nested too deeply")
+    # An endless file: the read stops at the cap (MAX_INPUT_BYTES) instead of hanging.
+    _refused(_diagnose_files(Path("/dev/zero"), health), capsys, "/dev/zero", "larger than 16 MiB")
+    no_bom = tmp_path / "utf16-no-bom.json"
+    no_bom.write_bytes(json.dumps(GATEWAY).encode("utf-16-le"))
+    _refused(_diagnose_files(no_bom, health), capsys, str(no_bom), "byte order mark")
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"name": "agw-ü"}'.encode("latin-1"))
+    _refused(_diagnose_files(latin1, health), capsys, str(latin1), "not UTF-8")
+    odd_bom = tmp_path / "odd.json"
+    odd_bom.write_bytes(b"\xff\xfe" + b"\x00\xd8")  # UTF-16 BOM, then a lone surrogate
+    _refused(_diagnose_files(odd_bom, health), capsys, str(odd_bom), "not utf-16")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_bom_files_read_like_utf8(
+    encoding: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Windows PowerShell's `>` writes UTF-16 with a byte order mark."""
+    plain = [tmp_path / "gateway.json", tmp_path / "health.json"]
+    plain[0].write_text(json.dumps(GATEWAY), encoding="utf-8")
+    plain[1].write_text(json.dumps(HEALTH), encoding="utf-8")
+    encoded = [tmp_path / f"gateway.{encoding}.json", tmp_path / f"health.{encoding}.json"]
+    bom = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    encoded[0].write_bytes(bom + json.dumps(GATEWAY).encode(encoding))
+    encoded[1].write_bytes(bom + json.dumps(HEALTH).encode(encoding))
+    expected = run([*_diagnose_files(*plain), "--format", "json"], capsys)
+    assert run([*_diagnose_files(*encoded), "--format", "json"], capsys) == expected
+    assert expected[0] == 0
+
+
+def test_a_corrupt_proposal_file_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.remediation.proposals import LocalProposalStore
+
+    store = LocalProposalStore(tmp_path / "proposals")
+    corrupt = store.directory / "20260101T000000Z-deadbeef.json"
+    for content in (b"{not json", b"[" * 100_000, b"[1, 2]", b'{"id": 1}', b"\xff\xfe\x00"):
+        corrupt.write_bytes(content)
+        with pytest.raises(InputError) as info:
+            store.list()
+        message = str(info.value)
+        assert str(corrupt) in message and "\n" not in message
+
+
+def test_a_bare_gateway_name_needs_resource_group_and_subscription(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--gateway-id NAME --resource-group RG` (or RG/NAME) in AZURE_SUBSCRIPTION_ID; without
+    what it needs, one line says what is missing."""
+    from shared.common.ids import resolve_gateway
+
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    _refused(
+        ["diagnose", "--gateway-id", "agw-1", "--resource-group", "rg-1", "--no-probe"],
+        capsys,
+        "AZURE_SUBSCRIPTION_ID",
+    )
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "5a7d0b0c-0001-4000-8000-000000000001")
+    _refused(["diagnose", "--gateway-id", "agw-1", "--no-probe"], capsys, "--resource-group")
+    _refused(
+        ["diagnose", "--gateway-id", "rg-1/agw-1", "--resource-group", "rg-2", "--no-probe"],
+        capsys,
+        "rg-1",
+    )
+    _refused(["fix", "--gateway-id", "rg-1/..", "--yes"], capsys, "unsafe")
+    sub = "5a7d0b0c-0001-4000-8000-000000000001"
+    full = (
+        f"/subscriptions/{sub}/resourceGroups/rg-1"
+        "/providers/Microsoft.Network/applicationGateways/agw-1"
+    )
+    assert resolve_gateway("agw-1", resource_group="rg-1", subscription=sub).id == full
+    assert resolve_gateway("rg-1/agw-1", subscription=sub).id == full
+    assert resolve_gateway(full).id == full

@@ -37,6 +37,10 @@ param botSettings object
 @secure()
 param notifyWebhookUrl string = ''
 
+@description('Key of the review page\'s anti-CSRF tokens (REVIEW_TOKEN_SECRET).')
+@secure()
+param reviewTokenSecret string = ''
+
 @description('Most instances Flex Consumption may scale out to.')
 @minValue(1)
 @maxValue(1000)
@@ -76,6 +80,7 @@ var platformSettings = {
   // https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   NOTIFY_WEBHOOK_URL: notifyWebhookUrl
+  REVIEW_TOKEN_SECRET: reviewTokenSecret
 }
 
 var appSettings = union(botSettings, platformSettings)

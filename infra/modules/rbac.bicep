@@ -3,8 +3,7 @@
 // (shared/cloud/arm.py ARM_ACTIONS and LINKED_RESOURCE_ACTIONS); tests/infra/test_templates.py fails
 // when a call is added there without its action here, or an action here has no call.
 //
-// - a custom role on each target gateway: read/write gateways, backend health (cached and on
-//   demand);
+// - a custom role on each target gateway: write it, backend health (cached and on demand);
 // - a custom role on each target gateway's resource group with only the async-operation reads a
 //   long-running PUT/POST polls: the status URLs (/subscriptions/{s}/providers/Microsoft.Network/
 //   locations/{loc}/operations|operationResults/{id}) are not under the gateway, and "if you only
@@ -16,6 +15,11 @@
 //   (https://learn.microsoft.com/azure/application-gateway/configuration-infrastructure#permissions),
 //   deploy/action on a Key Vault a gateway certificate references; each granted on that
 //   resource only;
+// - a custom role on each subscription holding a target gateway with what the sweep reads there:
+//   the gateway list (one paged list_all per subscription, for ids and regions) and metrics
+//   (Microsoft.Insights/Metrics/Read: the metrics:getBatch call is authorized at the
+//   subscription; read on each gateway is not enough, docs/operations.md "Sweep"). Read only:
+//   no write, no backend health, no other resource type;
 // - certificates/read (a data action, not secrets) on the trusted-source Key Vault, when given;
 // - Storage Blob Data Owner, Queue and Table Data Contributor on the bot's own account only.
 // No Contributor, Owner, Network Contributor or User Access Administrator anywhere.
@@ -47,8 +51,9 @@ param roleAssignableScopes array = [
 @description('Distinguishes the role names of two deployments in one tenant (role names are tenant-wide).')
 param roleNameSuffix string
 
+// Read comes with the sweep role on the gateway's subscription (sweepActions), which covers the
+// gateway: granting it here too would be a second place to forget when removing it.
 var gatewayActions = [
-  'Microsoft.Network/applicationGateways/read'
   'Microsoft.Network/applicationGateways/write'
   'Microsoft.Network/applicationGateways/backendhealth/action'
   'Microsoft.Network/applicationGateways/getBackendHealthOnDemand/action'
@@ -59,6 +64,16 @@ var operationActions = [
   'Microsoft.Network/locations/operations/read'
   'Microsoft.Network/locations/operationResults/read'
 ]
+
+// What the sweep reads at the subscription (shared/service/sweep.py, shared/cloud/monitor.py).
+var sweepActions = [
+  'Microsoft.Network/applicationGateways/read'
+  'Microsoft.Insights/Metrics/Read'
+]
+
+// Each target gateway's subscription once ('/subscriptions/<s>').
+var gatewaySubscriptions = [for id in gatewayIds: toLower('/subscriptions/${split(id, '/')[2]}')]
+var gatewaySubscriptionIds = union(gatewaySubscriptions, [])
 
 // Each target gateway's resource group once ('/subscriptions/<s>/resourcegroups/<g>').
 var gatewayGroups = [for id in gatewayIds: toLower('/subscriptions/${split(id, '/')[2]}/resourceGroups/${split(id, '/')[4]}')]
@@ -96,6 +111,22 @@ resource operationsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
     permissions: [
       {
         actions: operationActions
+        notActions: []
+      }
+    ]
+    assignableScopes: roleAssignableScopes
+  }
+}
+
+resource sweepRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleNameSuffix, 'appgw-cert-bot-sweep')
+  properties: {
+    roleName: 'App Gateway Cert Bot - sweep (${roleNameSuffix})'
+    description: 'List Application Gateways and read their metrics (the sweep pre-filter).'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: sweepActions
         notActions: []
       }
     ]
@@ -240,6 +271,17 @@ module operationGrants 'rbac-operations.bicep' = [
     scope: resourceGroup(split(groupId, '/')[2], split(groupId, '/')[4])
     params: {
       roleDefinitionName: operationsRole.name
+      principalId: principalId
+    }
+  }
+]
+
+module sweepGrants 'rbac-subscription.bicep' = [
+  for (subscriptionId, i) in gatewaySubscriptionIds: {
+    name: 'bot-rbac-sweep-${i}'
+    scope: subscription(split(subscriptionId, '/')[2])
+    params: {
+      roleDefinitionName: sweepRole.name
       principalId: principalId
     }
   }

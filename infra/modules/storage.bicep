@@ -126,6 +126,18 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: '${jobsQueueName}-poison'
 }
 
+// The sweep's gateway checks (shared/service/worker.py) and their poison queue: named after the
+// job queue, so one setting names both.
+resource checksQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${jobsQueueName}-checks'
+}
+
+resource checksPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${jobsQueueName}-checks-poison'
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: account
   name: 'default'

@@ -3,11 +3,16 @@
 Commands live in COMMANDS (name -> Command); add one with `register(...)`. Exit codes: 0 when the
 command ran (whatever the diagnosis found), 2 with one "error: ..." line for bad input or an
 unreachable peer, 1 with one line for anything unexpected. Never a traceback.
+
+Standard output is the contract (report, JSON). Commands that wait report their phases on standard
+error (`[  12.3s] ...`, shared.cli.progress) through `args.progress`; `--quiet` turns that off, and
+an error is always the last line of standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -43,17 +48,58 @@ def register(
     return wrap
 
 
-def _read_json(path: str, what: str) -> Any:
+# The largest input file read (gateway, health, alert…): a gateway document with hundreds of
+# settings is a few MiB; the cap keeps `--gateway /dev/zero` from filling memory or hanging.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),  # what Windows PowerShell's `>` writes
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def read_input(path: str, what: str, *, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """At most `limit` bytes of a file; InputError (exit 2) naming the file otherwise."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path; UnicodeDecodeError
-        raise InputError(f"cannot read {what} file {path!r}: {exc}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} file {path} is a directory") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(f"cannot read {what} file {path!r}: {reason}") from None
+    if len(raw) > limit:
+        raise InputError(f"{what} file {path} is larger than {limit // (1024 * 1024)} MiB")
+    return raw
+
+
+def decode_json(raw: bytes, source: str) -> Any:
+    """JSON from UTF-8 (with or without BOM) or UTF-16/32 with a BOM; InputError naming
+    `source` and the reason otherwise."""
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
+    try:
+        text = raw.decode(encoding or "utf-8")
+    except UnicodeDecodeError as exc:
+        hint = "" if encoding else "; save it as UTF-8 (or UTF-16 with a byte order mark)"
+        raise InputError(
+            f"{source} is not {encoding or 'UTF-8'} text (byte {exc.start}){hint}"
+        ) from None
+    if "\x00" in text and not encoding:
+        raise InputError(f"{source} holds NUL characters: UTF-16 without a byte order mark?")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{what} file {path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+        raise InputError(f"{source} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{source} is not JSON this tool reads: nested too deeply") from None
+
+
+def _read_json(path: str, what: str) -> Any:
+    return decode_json(read_input(path, what), f"{what} file {path}")
 
 
 def _write(text: str, out: str | None) -> None:
@@ -100,7 +146,15 @@ def _load_from_arm(args: argparse.Namespace) -> tuple[Any, Any]:
 
     gid = parse_gateway_id(args.gateway_id)
     client = ArmClient(load_settings())
-    return client.get_gateway(gid).doc, client.backend_health(gid)
+    args.progress(f"reading the gateway {gid.name}")
+    doc = client.get_gateway(gid).doc
+    args.progress("reading backend health (an ARM operation)")
+    return doc, client.backend_health(gid)
+
+
+def _warn(message: str) -> None:
+    """A warning line on stderr (not progress: --quiet keeps it)."""
+    sys.stderr.write(f"warning: {message}\n")
 
 
 def _timeout(args: argparse.Namespace) -> float:
@@ -121,7 +175,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from shared.core.gateway import parse_gateway
     from shared.core.health import parse_backend_health
     from shared.core.report import to_json, to_text
-    from shared.probe.tls import capture_all
+    from shared.probe.tls import capture_all, detect_vantage
 
     doc, health_doc = _load_from_arm(args) if args.gateway_id else _load_from_files(args)
     gw = parse_gateway(doc)
@@ -129,7 +183,18 @@ def _diagnose(args: argparse.Namespace) -> int:
     hosts = route_hosts(doc) if isinstance(doc, dict) else None
     captures = None
     if not args.no_probe:
-        captures = capture_all(probe_requests(gw, health, hosts=hosts), timeout=_timeout(args))
+        # Files or ARM, the handshakes run from here: say where, and warn when that is not the
+        # gateway's network (a proxy here may answer for a pool address; issue 13).
+        requests = list(dict.fromkeys(probe_requests(gw, health, hosts=hosts)))
+        vantage = detect_vantage()
+        timeout = _timeout(args)
+        if requests and not vantage.in_gateway_network:
+            _warn(
+                f"probing {len(requests)} pool address(es) from {vantage.describe()}: what "
+                "answers here may not be what the gateway sees (--no-probe to skip)"
+            )
+        args.progress(f"probing {len(requests)} backend handshake(s) from {vantage.describe()}")
+        captures = capture_all(requests, timeout=timeout, vantage=vantage)
     hint = (args.pool, args.settings) if args.pool and args.settings else None
     result = diagnose(gw, health, captures, now=datetime.now(UTC), hint=hint, hosts=hosts)
     if args.format == "json":
@@ -156,23 +221,36 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 )
 def _export_cert(args: argparse.Namespace) -> int:
     from shared.core.certs import to_pem
-    from shared.probe.tls import capture
+    from shared.probe.tls import capture, detect_vantage
 
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be 1-65535, got {args.port}")
     # inf and nan parse as floats; inf once overflowed the socket deadline (exit 1).
     if not 0 < args.timeout <= 60:
         raise InputError("--timeout must be between 0 and 60 seconds")
-    cap = capture(args.address, args.port, args.sni, timeout=args.timeout)
+    vantage = detect_vantage()
+    sni = f"SNI {args.sni}" if args.sni else "no SNI"
+    args.progress(f"connecting to {args.address}:{args.port} ({sni}) from {vantage.describe()}")
+    cap = capture(args.address, args.port, args.sni, timeout=args.timeout, vantage=vantage)
     if cap.error is not None or not cap.chain:
         raise InputError(
-            f"no certificate from {args.address}:{args.port}: "
+            f"no certificate from {args.address}:{args.port} (tried from {vantage.describe()}): "
             f"{cap.error.value if cap.error else 'empty chain'} ({cap.detail})"
         )
     certs = cap.chain if args.chain else cap.chain[:1]
     _write("".join(to_pem(c.der) for c in certs), args.out)
-    if args.out:
-        sys.stderr.write(f"wrote {len(certs)} certificate(s), leaf SHA-1 {cap.chain[0].sha1}\n")
+    # Always say where the certificate was captured: from outside the gateway's network it may
+    # be a proxy's, not the backend's.
+    sys.stderr.write(
+        f"captured from {vantage.describe()}"
+        + (f"; wrote {len(certs)} certificate(s) to {args.out}" if args.out else "")
+        + f", leaf SHA-1 {cap.chain[0].sha1}\n"
+    )
+    if not vantage.in_gateway_network:
+        _warn(
+            "the gateway connects from its own network; a proxy or DNS on this machine's path may "
+            "present another certificate: compare the SHA-1 with the gateway's backend health"
+        )
     return 0
 
 
@@ -190,8 +268,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        with contextlib.suppress(argparse.ArgumentError):  # a command may define its own
+            p.add_argument(
+                "--quiet", action="store_true", help="no progress lines on standard error"
+            )
+        _add_resource_group(p)
     return parser
+
+
+def _add_resource_group(p: argparse.ArgumentParser) -> None:
+    """Every command taking --gateway-id also takes a bare name: NAME with --resource-group, or
+    RG/NAME, in AZURE_SUBSCRIPTION_ID (resolved by _resolve_gateway before the command runs)."""
+    options = {o for action in p._actions for o in action.option_strings}
+    if "--gateway-id" in options and "--resource-group" not in options:
+        p.add_argument(
+            "--resource-group",
+            metavar="RG",
+            help="resource group of a --gateway-id given as a bare name (AZURE_SUBSCRIPTION_ID)",
+        )
+
+
+def _resolve_gateway(args: argparse.Namespace) -> None:
+    """A bare --gateway-id name becomes the full resource id (docs/operations.md)."""
+    value = getattr(args, "gateway_id", None)
+    if not isinstance(value, str) or value.strip().startswith("/"):
+        return
+    import os
+
+    from shared.common.ids import resolve_gateway
+
+    args.gateway_id = resolve_gateway(
+        value,
+        resource_group=getattr(args, "resource_group", None),
+        subscription=os.environ.get("AZURE_SUBSCRIPTION_ID"),
+    ).id
 
 
 def _one_line(message: object) -> str:
@@ -199,13 +311,27 @@ def _one_line(message: object) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli.progress import StderrProgress
+
+    progress = StderrProgress(enabled=False)
     try:
         args = build_parser().parse_args(argv)
-        return int(COMMANDS[args.command].handler(args))
+        _resolve_gateway(args)
+        progress.enabled = not getattr(args, "quiet", False)
+        args.progress = progress
+        with progress:
+            code = int(COMMANDS[args.command].handler(args))
+            if progress.used and code == 0:  # after an error line, nothing more
+                progress("done")
+            return code
     except (BotError, OSError) as exc:
         # Bad input is an InputError (a BotError) by the time it gets here. A bare ValueError is a
         # bug, not bad input: it falls through to "unexpected" (exit 1) so tests can tell.
         sys.stderr.write(f"error: {_one_line(exc)}\n")
+        return 2
+    except RecursionError:
+        # Only input nests this deep (files are read whole, then walked): bad input, exit 2.
+        sys.stderr.write("error: input is nested too deeply to read\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

@@ -1,7 +1,8 @@
-"""CLI commands for remediation: `fix`, `proposals`, `rollback` (registered into shared.cli.main).
+"""CLI commands for remediation: `fix`, `proposals`, `rollback`, `changes` (registered into
+shared.cli.main).
 
-`fix` and `rollback` end with one line of JSON:
-{"gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason"}.
+`fix`, `proposals approve` and `rollback` end with one line of JSON:
+{"gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change"}.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ from typing import Any
 from shared.cli.main import register
 from shared.common.settings import Mode, load_settings
 from shared.remediation.plan import Plan, plan_from_dict
-from shared.remediation.remediate import Remediator
-from shared.remediation.render import summary
+from shared.remediation.remediate import FixPreview, Remediator, RollbackPreview
+from shared.remediation.render import az_rollback_commands, rollback_summary, summary
 
 
-def _remediator() -> Remediator:
+def _remediator(args: argparse.Namespace | None = None) -> Remediator:
+    """The CLI's Remediator; with `args`, it reports progress on stderr (shared.cli.progress)."""
     from shared.cli.wiring import local_remediator
 
-    return local_remediator(load_settings())
+    remediator = local_remediator(load_settings())
+    progress = getattr(args, "progress", None)
+    if progress is not None:
+        remediator.progress = progress
+    return remediator
 
 
 def _me(args: argparse.Namespace) -> str:
@@ -49,19 +55,45 @@ def _fix_arguments(p: argparse.ArgumentParser) -> None:
         help="lower the mode for this run (it can never raise the configured one)",
     )
     p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the change (JSON Patch, az commands, warnings); write nothing, propose nothing",
+    )
+    p.add_argument(
+        "--trust-local-probe",
+        action="store_true",
+        help="apply even though the TLS evidence was captured outside the gateway's network "
+        "(this machine); without it such a fix becomes a proposal",
+    )
     p.add_argument("--as-user", help="identity recorded as the requester (default: login name)")
 
 
 class _Confirm:
-    """Shows the plan before asking (once); without a terminal the answer is no."""
+    """Shows the change before asking (once); without a terminal the answer is no."""
 
-    def __init__(self, ask: bool) -> None:
+    def __init__(self, ask: bool, *, dry_run: bool = False) -> None:
         self.ask = ask
+        self.dry_run = dry_run
         self.shown = False
+        self.outside: list[str] = []  # warnings about where the evidence came from
+
+    def show(self, preview: FixPreview) -> None:
+        """The preview, before anything is written: in full for a dry run or an apply, as a
+        summary for a proposal (`proposals show ID` has the rest)."""
+        from shared.cli.preview import fix_preview_text
+
+        self.shown = True
+        if self.dry_run or preview.outcome == "apply":
+            sys.stdout.write(fix_preview_text(preview, dry_run=self.dry_run))
+            self.outside += [w for w in preview.warnings if "--trust-local-probe" in w]
+        else:
+            sys.stdout.write(preview.summary + "\n")
 
     def __call__(self, plan: Plan) -> bool:
-        sys.stdout.write(summary(plan) + "\n")
-        self.shown = True
+        if not self.shown:
+            sys.stdout.write(summary(plan) + "\n")
+            self.shown = True
         if not self.ask:
             return True
         if not sys.stdin.isatty():
@@ -73,16 +105,25 @@ class _Confirm:
 
 @register("fix", "diagnose a gateway, then apply or propose the fix policy allows", _fix_arguments)
 def _fix(args: argparse.Namespace) -> int:
-    confirm = _Confirm(ask=not args.yes)
-    outcome = _remediator().fix(
+    confirm = _Confirm(ask=not args.yes, dry_run=args.dry_run)
+    outcome = _remediator(args).fix(
         args.gateway_id,
         requested_mode=Mode(args.mode) if args.mode else None,
         requester=_me(args),
         confirm=confirm,
+        show=confirm.show,
+        dry_run=args.dry_run,
+        trust_local_probe=args.trust_local_probe,
     )
+    if args.trust_local_probe and confirm.outside and outcome.action == "applied":
+        sys.stderr.write(
+            "warning: applied from TLS evidence captured outside the gateway's network "
+            "(--trust-local-probe)\n"
+        )
     if outcome.plan and not confirm.shown:
         sys.stdout.write(summary(plan_from_dict(outcome.plan)) + "\n")
     _print_verification(outcome.verification)
+    _print_change(outcome)
     _print_json(outcome.to_json())
     if outcome.action == "refused":
         # Bad input for this bot (out of scope): exit 2 with one line, as for any input error.
@@ -97,11 +138,21 @@ def _proposals_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--status", help="list only proposals with this status")
     p.add_argument("--reason", default="", help="why (reject)")
     p.add_argument("--as-user", help="identity of the approver (default: login name)")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="show and list: text for people (default) or JSON (the stored form)",
+    )
 
 
 @register("proposals", "list, show, approve or reject change proposals", _proposals_arguments)
 def _proposals(args: argparse.Namespace) -> int:
-    remediator = _remediator()
+    remediator = _remediator(args)
+    if args.action == "list" and args.format == "json":
+        listed = remediator.proposals.list(status=args.status)
+        _print_json({"proposals": [_proposal_row(p) for p in listed]})
+        return 0
     if args.action == "list":
         for p in remediator.proposals.list(status=args.status):
             plan = p.plan
@@ -115,7 +166,13 @@ def _proposals(args: argparse.Namespace) -> int:
 
         raise InputError(f"proposals {args.action} needs a proposal id")
     if args.action == "show":
-        _print_json(remediator.proposals.get(args.id).to_dict())
+        from shared.cli.preview import proposal_text
+
+        proposal = remediator.proposals.get(args.id)
+        if args.format == "json":
+            _print_json(proposal.to_dict())
+        else:
+            sys.stdout.write(proposal_text(proposal))
         return 0
     if args.action == "reject":
         rejected = remediator.reject(args.id, _me(args), args.reason)
@@ -123,17 +180,166 @@ def _proposals(args: argparse.Namespace) -> int:
         return 0
     outcome = remediator.approve(args.id, _me(args))
     _print_verification(outcome.verification)
+    _print_change(outcome)
     _print_json(outcome.to_json())
     return 0
 
 
+def _proposal_row(p: Any) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "status": p.status,
+        "action": p.plan.get("action"),
+        "gateway": p.gateway_id,
+        "requester": p.requester,
+        "created_at": p.created_at,
+    }
+
+
+def _print_change(outcome: Any) -> None:
+    """Name the change an apply recorded, and how to undo it (the id is in the JSON line too)."""
+    if outcome.change and outcome.action == "applied":
+        undo = f"python -m shared rollback --change {outcome.change}"
+        sys.stdout.write(f"change: {outcome.change} (undo: {undo})\n")
+
+
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gateway-id", required=True)
-    p.add_argument("--change", required=True, help="change id reported by fix")
+    p.add_argument("--change", required=True, help="change id printed by fix / approve")
+    p.add_argument(
+        "--gateway-id", help="resource id of the gateway (default: the one the change names)"
+    )
+    p.add_argument("--yes", action="store_true", help="roll back without asking")
+    p.add_argument("--dry-run", action="store_true", help="show what would be removed; no write")
     p.add_argument("--as-user", help="identity recorded for the rollback")
+
+
+class _ConfirmRollback:
+    """Shows the rollback preview, then asks (without a terminal the answer is no)."""
+
+    def __init__(self, ask: bool) -> None:
+        self.ask = ask
+
+    @staticmethod
+    def show(preview: RollbackPreview) -> None:
+        out = sys.stdout
+        out.write(preview.summary + "\n")
+        out.write("JSON Patch of the gateway:\n")
+        out.write(json.dumps(preview.patch, indent=2) + "\n")
+        out.write("az equivalent (each command is its own gateway update):\n")
+        out.write("".join(f"  {cmd}\n" for cmd in preview.az))
+        out.write("".join(f"warning: {w}\n" for w in preview.warnings))
+
+    def __call__(self, preview: RollbackPreview) -> bool:
+        if not self.ask:
+            return True
+        if not sys.stdin.isatty():
+            sys.stdout.write("not confirmed: no terminal to ask (use --yes)\n")
+            return False
+        answer = input(f"Roll back {preview.change} on the gateway? [y/N] ")
+        return answer.strip().lower() in {"y", "yes"}
 
 
 @register("rollback", "remove exactly what one change added", _rollback_arguments)
 def _rollback(args: argparse.Namespace) -> int:
-    _print_json(_remediator().rollback(args.gateway_id, args.change, by=_me(args)).to_json())
+    confirm = _ConfirmRollback(ask=not args.yes)
+    outcome = _remediator(args).rollback(
+        args.gateway_id,
+        args.change,
+        by=_me(args),
+        show=confirm.show,
+        confirm=confirm,
+        dry_run=args.dry_run,
+    )
+    _print_json(outcome.to_json())
+    if outcome.action == "refused":
+        # Mode or kill switch: nothing was rolled back, which a script must not take for success.
+        sys.stderr.write(f"error: {outcome.reason}\n")
+        return 2
     return 0
+
+
+# ---- changes: the change log (the app's ledger, or the local file) ----
+
+
+def _changes_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("id", nargs="?", help="change id (show)")
+    p.add_argument("--gateway-id", help="only this gateway's changes (list)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+@register(
+    "changes", "list the changes the bot made, or show one, with its rollback", _changes_arguments
+)
+def _changes(args: argparse.Namespace) -> int:
+    from shared.cli.wiring import change_log
+    from shared.common.errors import InputError
+    from shared.common.ids import parse_gateway_id
+    from shared.remediation.changelog import change_view, history
+
+    log = change_log(load_settings())
+    if args.action == "list":
+        records = (
+            log.for_gateway(parse_gateway_id(args.gateway_id).id) if args.gateway_id else log.all()
+        )
+        views = history(records)
+        if args.format == "json":
+            _print_json({"changes": views, "source": log.describe()})
+        else:
+            sys.stderr.write(f"changes from {log.describe()}\n")
+            sys.stdout.write("".join(_change_line(v) + "\n" for v in views) or "no changes\n")
+        return 0
+    if not args.id:
+        raise InputError("changes show needs a change id")
+    change = log.get(args.id)
+    if change is None:
+        raise InputError(f"no change {args.id[:80]!r} in {log.describe()}")
+    view = change_view(change, log.for_gateway(change.gateway_id))
+    view["plan"] = change.plan
+    if change.kind == "apply":
+        plan = plan_from_dict(change.plan)
+        view["undo"] = {
+            "summary": rollback_summary(plan, change.id),
+            "az": az_rollback_commands(plan, change.gateway_id),
+        }
+    if args.format == "json":
+        _print_json(view)
+    else:
+        sys.stdout.write(_change_text(view))
+    return 0
+
+
+def _change_line(view: dict[str, Any]) -> str:
+    gateway = str(view["gateway"]).rsplit("/", 1)[-1]
+    what = view["action"] if view["kind"] == "apply" else f"rollback of {view.get('rolls_back')}"
+    settings = ",".join(s for s in view["settings"] if s)
+    return (
+        f"{view['id']}  {view['when'][:19]}  {view['status']:<12} {gateway}  {what}"
+        + (f" on {settings}" if settings and view["kind"] == "apply" else "")
+        + f"  by {view['by']}"
+    )
+
+
+def _change_text(view: dict[str, Any]) -> str:
+    lines = [
+        f"change      {view['id']} ({view['kind']})",
+        f"gateway     {view['gateway']}",
+        f"when        {view['when']}",
+        f"by          {view['by']}" + (f" (job {view['job']})" if view.get("job") else ""),
+        f"status      {view['status']}",
+    ]
+    if view["kind"] == "apply":
+        lines.append(f"action      {view['action']} on {', '.join(view['settings'])}")
+        if view.get("certificate"):
+            lines.append(f"certificate {view['certificate']} (SHA-1 {view['thumbprint']})")
+        undone = view.get("rolled_back")
+        if undone:
+            lines.append(f"rolled back {undone['change']} by {undone['by']} at {undone['when']}")
+        else:
+            lines.append("rollback would:")
+            lines.extend(f"  {line}" for line in view["undo"]["summary"].splitlines())
+            lines.append(f"  python -m shared rollback --change {view['id']}")
+    else:
+        lines.append(f"rolls back  {view.get('rolls_back')}")
+    lines.append(f"etags       {view['etag_before']} -> {view['etag_after']}")
+    return "\n".join(lines) + "\n"

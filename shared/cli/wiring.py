@@ -1,32 +1,86 @@
-"""Wiring for the CLI: build a Remediator from settings with local stores (state directory).
+"""Wiring for the CLI: build a Remediator from settings with local stores (state directory), or
+with the function app's own stores when its storage is configured.
 
-The function app wires the same Remediator with Azure Storage stores (shared.service.app).
+With `AzureWebJobsStorage` (or its identity-based `__accountName` / `__tableServiceUri` form) set,
+the CLI shares the function app's state: its ledger (changes and rollbacks), its proposals and its
+gateway leases, so changes the app made are listed and reversible here, and the CLI and the app
+never write one gateway at once. Otherwise it keeps `STATE_DIR` (docs/remediation.md).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.cloud.arm import ArmClient, make_credential
 from shared.cloud.keyvault import trusted_source
 from shared.common.settings import Settings
-from shared.remediation.changelog import LocalChangeLog
+from shared.remediation.changelog import ChangeLog, LocalChangeLog
 from shared.remediation.proposals import LocalProposalStore
 from shared.remediation.remediate import Remediator
 from shared.service.lease import LocalGatewayLock
 from shared.service.notify import notifier
 
+if TYPE_CHECKING:
+    from shared.service.storage import Storage
+
 log = logging.getLogger(__name__)
+
+_APP_STORAGE_KEYS = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__tableServiceUri",
+)
+
+
+def app_storage(env: Mapping[str, str] | None = None) -> Storage | None:
+    """The function app's storage when its settings are in the environment, else None."""
+    env = os.environ if env is None else env
+    if not any((env.get(key) or "").strip() for key in _APP_STORAGE_KEYS):
+        return None
+    from shared.service.storage import storage_from_settings
+
+    return storage_from_settings(env)
+
+
+def change_log(settings: Settings, *, env: Mapping[str, str] | None = None) -> ChangeLog:
+    """The change log the CLI reads: the app's ledger when configured, else STATE_DIR's file."""
+    storage = app_storage(env)
+    if storage is not None:
+        from shared.service.table_changelog import TableChangeLog
+
+        return TableChangeLog(storage)
+    return LocalChangeLog(Path(settings["STATE_DIR"]))
 
 
 def local_remediator(
-    settings: Settings, *, state_dir: str | os.PathLike[str] | None = None
+    settings: Settings,
+    *,
+    state_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Remediator:
-    """A Remediator for the operator CLI: file lock, proposals and change log on local disk."""
+    """A Remediator for the operator CLI: the function app's stores when its storage is
+    configured (app_storage), else file lock, proposals and change log on local disk."""
     state = Path(state_dir or settings["STATE_DIR"])
     credential = make_credential(settings)
+    storage = app_storage(env)
+    if storage is not None:
+        from shared.service.lease import GatewayLease
+        from shared.service.proposals_blob import BlobProposalStore
+        from shared.service.table_changelog import TableChangeLog
+
+        return Remediator(
+            settings,
+            arm=ArmClient(settings, credential=credential),
+            proposals=BlobProposalStore(storage),
+            changes=TableChangeLog(storage),
+            lock_for=lambda gid: GatewayLease(storage, gid),
+            trusted_certificates=trusted_source(settings, credential),
+            notify=notifier(settings),
+        )
     return Remediator(
         settings,
         arm=ArmClient(settings, credential=credential),
@@ -38,4 +92,4 @@ def local_remediator(
     )
 
 
-__all__ = ["local_remediator"]
+__all__ = ["app_storage", "change_log", "local_remediator"]

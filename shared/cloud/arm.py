@@ -8,7 +8,7 @@ needs; infra/ builds the custom role from it and a test keeps the two equal.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 ARM_ACTIONS: dict[str, str] = {
     "get_gateway": "Microsoft.Network/applicationGateways/read",
     "list_gateways": "Microsoft.Network/applicationGateways/read",
+    "iter_gateways": "Microsoft.Network/applicationGateways/read",
     "put_gateway": "Microsoft.Network/applicationGateways/write",
     "backend_health": "Microsoft.Network/applicationGateways/backendhealth/action",
     "backend_health_on_demand": (
@@ -270,8 +271,29 @@ class ArmClient:
         except Exception as exc:
             raise to_arm_error(exc) from exc
 
-    def put_gateway(self, gid: GatewayId, doc: Mapping[str, Any]) -> GatewayDocument:
-        """PUT the whole gateway and wait (bounded) for the LRO.
+    def iter_gateways(
+        self, subscription: str, resource_group: str | None = None
+    ) -> Iterator[tuple[str, str]]:
+        """(id, location) of every gateway in a subscription or one group, page by page: the
+        SDK follows ARM's `nextLink`, and nothing but the two fields outlives its page."""
+        ops = self._network(subscription).application_gateways
+        try:
+            pages = ops.list(resource_group) if resource_group else ops.list_all()
+            for item in pages:
+                if item.id:
+                    yield str(item.id), str(item.location or "")
+        except Exception as exc:
+            raise to_arm_error(exc) from exc
+
+    def put_gateway(
+        self,
+        gid: GatewayId,
+        doc: Mapping[str, Any],
+        *,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> GatewayDocument:
+        """PUT the whole gateway and wait (bounded) for the LRO. `on_accepted` runs once ARM has
+        accepted the PUT, before the wait for its operation (progress for the CLI).
 
         SDK retries are off for the PUT only: a retried PUT would replay a body that may be
         stale; the caller owns those retries and re-reads before each attempt. The status polls
@@ -300,6 +322,8 @@ class ArmClient:
             )
         except Exception as exc:
             raise to_arm_error(exc) from exc
+        if on_accepted is not None:
+            on_accepted()
         try:
             result = self._wait(poller, f"update of {gid.name}")
         except LroTimeout:

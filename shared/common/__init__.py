@@ -1,4 +1,5 @@
-"""Foundations every other subpackage uses: errors, ARM resource ids, settings.
+"""Foundations every other subpackage uses: errors, ARM resource ids, settings, the
+progress callback type.
 
 Owns: the error types shown to operators, case-insensitive ARM id handling, and the settings
 registry (every env key the bot reads). Pure: imports only the standard library.

@@ -81,3 +81,28 @@ def in_scope(resource_id: str, scopes: tuple[str, ...]) -> bool:
         if s and (rid == s or rid.startswith(s + "/")):
             return True
     return False
+
+
+def resolve_gateway(
+    value: str, *, resource_group: str | None = None, subscription: str | None = None
+) -> GatewayId:
+    """A gateway from its resource id, or from `rg/name` or a bare name (with `resource_group`)
+    in `subscription` (AZURE_SUBSCRIPTION_ID). ResourceIdError says what is missing."""
+    text = value.strip() if isinstance(value, str) else ""
+    if text.startswith("/"):
+        return parse_gateway_id(text)
+    group, _, name = text.rpartition("/")
+    if group and resource_group and group.lower() != resource_group.lower():
+        raise ResourceIdError(f"{text!r} names resource group {group}, not {resource_group}")
+    group = group or (resource_group or "").strip()
+    if not name or not group:
+        raise ResourceIdError(
+            f"{text[:100]!r} is not a gateway resource id; a bare name needs --resource-group "
+            "(or RG/NAME) and AZURE_SUBSCRIPTION_ID"
+        )
+    if not (subscription or "").strip():
+        raise ResourceIdError(
+            f"gateway {text[:100]!r} is a name, not a resource id: set AZURE_SUBSCRIPTION_ID "
+            "or pass the full id"
+        )
+    return gateway_id(str(subscription).strip(), group, name)

@@ -91,6 +91,16 @@ def _float(low: float, high: float) -> Callable[[str, str], float]:
     return parse
 
 
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower() or allowed[0]
+        if value not in allowed:
+            raise SettingsError(f"{name}: expected one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _csv(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -150,6 +160,13 @@ SETTINGS: tuple[Setting, ...] = (
         "ARM_ENDPOINT",
         "Base URL of Azure Resource Manager; the sandbox sets a local one.",
         PUBLIC_ARM_ENDPOINT,
+        _https_url,
+    ),
+    Setting(
+        "METRICS_ENDPOINT",
+        "Azure Monitor metrics endpoint the sweep's pre-filter calls; `{region}` is replaced by "
+        "the gateways' region. The sandbox sets a local one.",
+        "https://{region}.metrics.monitor.azure.com",
         _https_url,
     ),
     Setting("AZURE_SUBSCRIPTION_ID", "Default subscription for commands given a gateway name.", ""),
@@ -214,6 +231,22 @@ SETTINGS: tuple[Setting, ...] = (
         _int(0, 100),
     ),
     Setting("APPROVERS", "Comma-separated identities allowed to approve proposals.", "", _csv),
+    Setting(
+        "ROLLBACK_BY_APPLIER",
+        "true lets the approver who applied a change roll it back through the API; false (the "
+        "default) needs a second approver, as approvals do.",
+        "false",
+        _bool,
+    ),
+    Setting(
+        "PROBE_VANTAGE",
+        "Where TLS probes run from: auto (the function app when WEBSITE_SITE_NAME is set, else "
+        "an operator machine), gateway_network (a host in the gateway's network, e.g. a jump "
+        "host) or operator_machine. Captures from an operator machine never become an applied "
+        "fix without fix --trust-local-probe.",
+        "auto",
+        _choice("auto", "gateway_network", "operator_machine"),
+    ),
     # Timing.
     Setting(
         "PROBE_TIMEOUT_SECONDS", "Timeout of one TLS handshake to a backend.", "5", _float(0.1, 60)
@@ -273,6 +306,12 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting("NOTIFY_WEBHOOK_FORMAT", "teams, slack or json.", "json", _notify_format),
+    Setting(
+        "REVIEW_TOKEN_SECRET",
+        "Key of the review page's anti-CSRF tokens (HMAC); empty: the page cannot approve.",
+        "",
+        secret=True,
+    ),
     # Local stores for the CLI.
     Setting("STATE_DIR", "Directory for the CLI's proposals, locks and ledger.", ".state"),
     # Function app state (Azure Storage).

@@ -13,6 +13,41 @@ from enum import StrEnum
 from shared.core.certs import CertInfo
 
 
+class VantageKind(StrEnum):
+    """Where a probe ran, which decides whether its captures show what the gateway sees."""
+
+    FUNCTION_APP = "function_app"  # the deployed bot, VNet-integrated to reach the backends
+    GATEWAY_NETWORK = "gateway_network"  # declared by PROBE_VANTAGE (a jump host, the sandbox)
+    OPERATOR_MACHINE = "operator_machine"  # anywhere else: a proxy or DNS may answer instead
+
+
+@dataclass(frozen=True)
+class Vantage:
+    kind: VantageKind
+    host: str  # the machine (or function app) name
+
+    @property
+    def in_gateway_network(self) -> bool:
+        return self.kind is not VantageKind.OPERATOR_MACHINE
+
+    def describe(self) -> str:
+        if self.kind is VantageKind.FUNCTION_APP:
+            return f"the function app {self.host} (in the gateway's network)"
+        if self.kind is VantageKind.GATEWAY_NETWORK:
+            return f"{self.host} (declared in the gateway's network by PROBE_VANTAGE)"
+        return f"the operator machine {self.host} (not the gateway's network)"
+
+    def warning(self) -> str | None:
+        """Why captures from here may not be what the gateway sees; None when in its network."""
+        if self.in_gateway_network:
+            return None
+        return (
+            f"The TLS captures were made from {self.describe()}. A proxy, firewall, DNS answer or "
+            "route on this machine's path may present another certificate than the gateway "
+            "sees; the bot applies nothing from such evidence without --trust-local-probe."
+        )
+
+
 class ProbeErrorKind(StrEnum):
     REFUSED = "refused"
     TIMEOUT = "timeout"
@@ -29,6 +64,7 @@ class TlsCapture:
     chain: tuple[CertInfo, ...]  # as presented, leaf first; empty when the handshake failed
     error: ProbeErrorKind | None = None
     detail: str | None = None  # the error's text, or None
+    vantage: Vantage | None = None  # where the handshake was made from; None when unknown
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -53,4 +89,12 @@ def effective_sni(address: str, sni: str | None) -> str | None:
     return sni
 
 
-__all__ = ["ProbeErrorKind", "ProbeRequest", "TlsCapture", "effective_sni", "is_ip_literal"]
+__all__ = [
+    "ProbeErrorKind",
+    "ProbeRequest",
+    "TlsCapture",
+    "Vantage",
+    "VantageKind",
+    "effective_sni",
+    "is_ip_literal",
+]

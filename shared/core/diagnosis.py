@@ -255,4 +255,5 @@ def diagnose(
         _finding(_facts(gw, unit, captures, now, hosts, sources)) for unit in units(gw, health)
     ]
     summary = GatewaySummary(gw.id, gw.name, gw.sku_tier, gw.generation.value)
-    return Diagnosis(summary, tuple(_order(_with_fix_settings(findings), hint)))
+    vantage = next((c.vantage for c in (captures or {}).values() if c.vantage), None)
+    return Diagnosis(summary, tuple(_order(_with_fix_settings(findings), hint)), vantage)

@@ -53,6 +53,8 @@ def _capture_json(cap: TlsCapture | None) -> dict[str, Any] | None:
         "error": cap.error.value if cap.error else None,
         "detail": cap.detail,
         "chain": [evidence(c) for c in cap.chain],
+        # Where the handshake was made from (docs/diagnosis.md#where-the-evidence-comes-from).
+        "vantage": cap.vantage.kind.value if cap.vantage else None,
     }
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from shared.core.capture import Vantage
+
 
 class Cause(StrEnum):
     HEALTHY = "healthy"
@@ -90,3 +92,5 @@ class GatewaySummary:
 class Diagnosis:
     gateway: GatewaySummary
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    # Where the TLS captures were made from; None when there were none (--no-probe).
+    vantage: Vantage | None = None

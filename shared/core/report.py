@@ -7,6 +7,7 @@ from collections import Counter
 from itertools import groupby
 from typing import Any
 
+from shared.core.capture import Vantage
 from shared.core.diagnosis import Diagnosis, Finding, Fix, FixAction, FixCertificate
 
 WIDTH = 100
@@ -62,6 +63,18 @@ def _finding_json(f: Finding) -> dict[str, Any]:
     }
 
 
+def vantage_json(v: Vantage | None) -> dict[str, Any] | None:
+    """Where the captures were made from (issue 13); None when nothing was probed."""
+    if v is None:
+        return None
+    return {
+        "kind": v.kind.value,
+        "host": v.host,
+        "in_gateway_network": v.in_gateway_network,
+        "warning": v.warning(),
+    }
+
+
 def to_json(d: Diagnosis) -> dict[str, Any]:
     """The contract of issue 3; keys only ever get added, never renamed."""
     return {
@@ -72,6 +85,7 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
             "generation": d.gateway.generation,
         },
         "findings": [_finding_json(f) for f in d.findings],
+        "vantage": vantage_json(d.vantage),
     }
 
 
@@ -79,12 +93,14 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
 
 
 def _wrap(text: str, indent: str, first: str | None = None) -> list[str]:
+    # Never break inside a word: a resource id, URL or thumbprint longer than a line goes whole
+    # on its own line, so it can be copied (the only lines allowed past WIDTH).
     return textwrap.wrap(
         text,
         width=WIDTH,
         initial_indent=first if first is not None else indent,
         subsequent_indent=indent,
-        break_long_words=True,
+        break_long_words=False,
         break_on_hyphens=False,
     ) or [(first or indent).rstrip()]
 
@@ -162,11 +178,21 @@ def _finding_lines(f: Finding) -> list[str]:
     return lines
 
 
+def _vantage_lines(v: Vantage | None) -> list[str]:
+    if v is None:
+        return _wrap("Evidence: no TLS captures (backend health and the gateway only)", "  ", "  ")
+    lines = _wrap(f"Evidence: TLS captures from {v.describe()}", "  ", "  ")
+    warning = v.warning()
+    return lines + (_wrap(f"WARNING: {warning}", "  ", "  ") if warning else [])
+
+
 def to_text(d: Diagnosis) -> str:
-    """Per pool/settings: status, cause, thumbprints, fix; every line fits 100 columns."""
+    """Per pool/settings: status, cause, thumbprints, fix; every line fits 100 columns, except
+    one holding a single word too long for it (a resource id: never broken)."""
     gw = d.gateway
     lines = _wrap(f"Gateway {gw.name} ({gw.sku_tier or 'unknown tier'}, {gw.generation})", "  ", "")
     lines += _wrap(gw.id, "  ", "  ")
+    lines += _vantage_lines(d.vantage)
     warnings = {w for f in d.findings for w in f.warnings if w.startswith("Application Gateway v1")}
     for warning in sorted(warnings):
         lines += _wrap(f"WARNING: {warning}", "  ", "  ")

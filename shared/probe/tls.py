@@ -8,9 +8,10 @@ on purpose: the point is to record whatever the backend presents, trusted or not
 
 from __future__ import annotations
 
+import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -22,6 +23,8 @@ from shared.core.capture import (
     ProbeErrorKind,
     ProbeRequest,
     TlsCapture,
+    Vantage,
+    VantageKind,
     effective_sni,
 )
 from shared.core.certs import CertInfo, cert_info
@@ -38,28 +41,62 @@ class _ProbeFailure(Exception):
         self.detail = detail
 
 
-def capture(address: str, port: int, sni: str | None, *, timeout: float) -> TlsCapture:
+def detect_vantage(
+    declared: str | None = None, environ: Mapping[str, str] | None = None
+) -> Vantage:
+    """Where this process probes from. `declared` is PROBE_VANTAGE (auto | gateway_network |
+    operator_machine; default: the environment's PROBE_VANTAGE, else auto). Auto: App Service
+    (Flex Consumption included) sets WEBSITE_SITE_NAME, the app's name: that is the deployed bot,
+    VNet-integrated by infra/ to reach the backends. FUNCTIONS_WORKER_RUNTIME alone does not count:
+    `func start` on a laptop sets it too. Anything else is an operator's machine (its host name)."""
+    env = os.environ if environ is None else environ
+    value = (declared if declared is not None else env.get("PROBE_VANTAGE", "auto")).strip().lower()
+    host = socket.gethostname() or "unknown host"
+    if value == VantageKind.GATEWAY_NETWORK.value:
+        return Vantage(VantageKind.GATEWAY_NETWORK, host)
+    if value == VantageKind.OPERATOR_MACHINE.value:
+        return Vantage(VantageKind.OPERATOR_MACHINE, host)
+    site = env.get("WEBSITE_SITE_NAME", "").strip()
+    if site:
+        return Vantage(VantageKind.FUNCTION_APP, site)
+    return Vantage(VantageKind.OPERATOR_MACHINE, host)
+
+
+def capture(
+    address: str,
+    port: int,
+    sni: str | None,
+    *,
+    timeout: float,
+    vantage: Vantage | None = None,
+) -> TlsCapture:
     """Connect once, handshake without verification, return the presented chain or the error.
 
-    Never raises for network errors; `timeout` bounds connect + handshake together.
+    Never raises for network errors; `timeout` bounds connect + handshake together. The capture
+    records `vantage` (default: detect_vantage()), where it was made from.
     """
+    where = vantage or detect_vantage()
     sent_sni = effective_sni(address, sni)
     deadline = time.monotonic() + max(timeout, 0.0)
     try:
         sock = _connect(address, port, deadline)
     except _ProbeFailure as failure:
-        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail)
+        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail, where)
     try:
         chain = _handshake(sock, sent_sni, deadline)
     except _ProbeFailure as failure:
-        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail)
+        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail, where)
     finally:
         sock.close()
-    return TlsCapture(address, port, sent_sni, chain)
+    return TlsCapture(address, port, sent_sni, chain, vantage=where)
 
 
 def capture_all(
-    requests: Iterable[ProbeRequest], *, timeout: float, max_workers: int = 256
+    requests: Iterable[ProbeRequest],
+    *,
+    timeout: float,
+    max_workers: int = 256,
+    vantage: Vantage | None = None,
 ) -> dict[ProbeRequest, TlsCapture]:
     """Capture every distinct request concurrently: N silent peers cost about one timeout.
 
@@ -69,9 +106,12 @@ def capture_all(
     unique = list(dict.fromkeys(requests))
     if not unique:
         return {}
+    where = vantage or detect_vantage()
     workers = max(1, min(max_workers, len(unique)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tls-probe") as pool:
-        results = pool.map(lambda r: capture(r[0], r[1], r[2], timeout=timeout), unique)
+        results = pool.map(
+            lambda r: capture(r[0], r[1], r[2], timeout=timeout, vantage=where), unique
+        )
         return dict(zip(unique, results, strict=True))
 
 

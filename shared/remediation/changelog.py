@@ -67,6 +67,12 @@ class ChangeLog(Protocol):
 
     def for_gateway(self, gateway_id: str) -> list[ChangeRecord]: ...
 
+    def get(self, change_id: str) -> ChangeRecord | None: ...
+
+    def all(self) -> list[ChangeRecord]: ...
+
+    def describe(self) -> str: ...
+
 
 class LocalChangeLog:
     """Append-only JSON lines in `<state_dir>/changes.jsonl`, guarded by a file lock."""
@@ -92,8 +98,104 @@ class LocalChangeLog:
         if not self._path.exists():
             return []
         with self._locked():
-            lines = self._path.read_text(encoding="utf-8").splitlines()
-        return [ChangeRecord.from_dict(json.loads(line)) for line in lines if line.strip()]
+            try:
+                lines = self._path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"change log {self._path} cannot be read: {exc}") from None
+        records = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                records.append(_parse_line(self._path, number, line))
+        return records
 
     def for_gateway(self, gateway_id: str) -> list[ChangeRecord]:
         return [c for c in self._all() if same_id(c.gateway_id, gateway_id)]
+
+    def get(self, change_id: str) -> ChangeRecord | None:
+        return next((c for c in self._all() if c.id == change_id), None)
+
+    def all(self) -> list[ChangeRecord]:
+        return self._all()
+
+    def describe(self) -> str:
+        return f"the change log {self._path}"
+
+
+def _parse_line(path: Path, number: int, line: str) -> ChangeRecord:
+    """One JSON line of the change log; a damaged one is bad input naming the file and line."""
+    try:
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        record = ChangeRecord.from_dict(data)
+        if not isinstance(record.plan, dict) or not isinstance(record.extra, dict):
+            raise ValueError("plan and extra must be objects")
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise InputError(
+            f"change log {path} line {number} is not a change record ({reason}); "
+            "move the file aside or repair that line"
+        ) from None
+    return record
+
+
+# ---- reading the log: each change with what became of it -------------------------------------
+
+_RESULTS_UNDONE = frozenset({"rolled_back", "nothing_left"})
+
+
+def rollback_of(records: list[ChangeRecord], change_id: str) -> ChangeRecord | None:
+    """The rollback that undid change `change_id`, if any (a failed attempt does not count).
+    Rollback records written before `result` was kept count as done."""
+    for record in reversed(records):
+        if (
+            record.kind == "rollback"
+            and record.extra.get("rolls_back") == change_id
+            and record.extra.get("result", "rolled_back") in _RESULTS_UNDONE
+        ):
+            return record
+    return None
+
+
+def change_view(record: ChangeRecord, records: list[ChangeRecord]) -> dict[str, Any]:
+    """The JSON form of a change for `changes list|show` and /api/changes (docs/operations.md)."""
+    plan = record.plan or {}
+    cert = plan.get("certificate") or {}
+    view: dict[str, Any] = {
+        "id": record.id,
+        "gateway": record.gateway_id,
+        "kind": record.kind,
+        "when": record.when,
+        "by": record.by,
+        "job": record.extra.get("job"),
+        "action": plan.get("action"),
+        "settings": list(record.settings)
+        or [c.get("settings_name") for c in plan.get("settings_changes", [])],
+        "thumbprint": record.thumbprint,
+        "certificate": cert.get("name") or plan.get("certificate_ref_name"),
+        "etag_before": record.etag_before,
+        "etag_after": record.etag_after,
+    }
+    if record.kind == "rollback":
+        view["status"] = record.extra.get("result", "rolled_back")
+        view["rolls_back"] = record.extra.get("rolls_back")
+        return view
+    undone = rollback_of(records, record.id)
+    view["status"] = "rolled_back" if undone else "applied"
+    view["rolled_back"] = (
+        None
+        if undone is None
+        else {
+            "change": undone.id,
+            "by": undone.by,
+            "when": undone.when,
+            "result": undone.extra.get("result", "rolled_back"),
+        }
+    )
+    return view
+
+
+def history(records: list[ChangeRecord]) -> list[dict[str, Any]]:
+    """Every change and rollback as views, newest first."""
+    ordered = sorted(records, key=lambda r: (r.when, r.id))
+    return [change_view(r, ordered) for r in reversed(ordered)]

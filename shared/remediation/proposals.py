@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.common.errors import BotError
+from shared.common.errors import BotError, InputError
 from shared.remediation.plan import Plan, apply_plan, plan_from_dict, plan_to_dict
 from shared.remediation.render import renderings
 
@@ -51,6 +51,7 @@ class ApprovalError(BotError):
     NO_IDENTITY = "no_approver_identity"  # nobody named
     OWN_PROPOSAL = "own_proposal"  # four eyes: the requester cannot approve
     NOT_AN_APPROVER = "not_an_approver"  # not in APPROVERS
+    OWN_CHANGE = "own_change"  # four eyes on rollback: the one who applied the change
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{message} ({code})")
@@ -150,6 +151,23 @@ def check_approver(proposal: Proposal, approver: str, approvers: Sequence[str]) 
         raise ApprovalError(ApprovalError.NOT_AN_APPROVER, f"{approver} is not in APPROVERS")
 
 
+def check_rollback_approver(
+    applied_by: str, approver: str, approvers: Sequence[str], *, applier_may_roll_back: bool
+) -> None:
+    """Raise ApprovalError unless `approver` may roll back a change `applied_by` made: an
+    approver in APPROVERS, and not the one who applied it unless ROLLBACK_BY_APPLIER allows."""
+    who = approver.strip().lower()
+    if not who:
+        raise ApprovalError(ApprovalError.NO_IDENTITY, "an approver identity is required")
+    if who not in {a.strip().lower() for a in approvers}:
+        raise ApprovalError(ApprovalError.NOT_AN_APPROVER, f"{approver} is not in APPROVERS")
+    if who == applied_by.strip().lower() and not applier_may_roll_back:
+        raise ApprovalError(
+            ApprovalError.OWN_CHANGE,
+            "the one who applied a change cannot roll it back (ROLLBACK_BY_APPLIER is false)",
+        )
+
+
 class ProposalStore(Protocol):
     def create(self, proposal: Proposal) -> None: ...
 
@@ -197,9 +215,20 @@ class LocalProposalStore:
     def _read(self, path: Path) -> Proposal:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            proposal = Proposal.from_dict(data)
+            if not isinstance(proposal.plan, dict) or not isinstance(proposal.renderings, dict):
+                raise ValueError("plan and renderings must be objects")
         except FileNotFoundError:
             raise ProposalNotFound(f"no proposal {path.stem}") from None
-        return Proposal.from_dict(data)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            # A damaged file is bad input naming the file, not a crash of list/show/approve.
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise InputError(
+                f"proposal file {path} is not a proposal ({reason}); move it aside or repair it"
+            ) from None
+        return proposal
 
     def create(self, proposal: Proposal) -> None:
         if proposal.status not in STATUSES:
@@ -250,5 +279,6 @@ __all__ = [
     "ProposalStore",
     "build_proposal",
     "check_approver",
+    "check_rollback_approver",
     "new_proposal_id",
 ]

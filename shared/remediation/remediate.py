@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from shared.cloud.arm import ArmClient, ArmError, GatewayDocument
 from shared.cloud.authz import missing_permission
 from shared.common.errors import BotError, InputError, OutOfScopeError
 from shared.common.ids import GatewayId, parse_gateway_id, same_id
+from shared.common.progress import Progress, no_progress
 from shared.common.settings import Mode, Settings
 from shared.core.capture import TlsCapture
 from shared.core.certs import CertInfo, cert_info, signed_by
@@ -40,8 +41,14 @@ from shared.core.diagnosis import (
 from shared.core.gateway import Gateway, parse_gateway
 from shared.core.health import HealthState, ServerHealth, parse_backend_health
 from shared.core.report import to_json
-from shared.probe.tls import capture_all
-from shared.remediation.changelog import ChangeLog, ChangeRecord, find_change, new_change_id
+from shared.probe.tls import capture_all, detect_vantage
+from shared.remediation.changelog import (
+    ChangeLog,
+    ChangeRecord,
+    find_change,
+    new_change_id,
+    rollback_of,
+)
 from shared.remediation.plan import (
     Plan,
     apply_plan,
@@ -52,7 +59,19 @@ from shared.remediation.plan import (
 )
 from shared.remediation.plan import revert_plan as _revert_plan
 from shared.remediation.policy import Guards, Outcome, check_scope, decide, effective_mode
-from shared.remediation.proposals import Proposal, ProposalStore, build_proposal, check_approver
+from shared.remediation.proposals import (
+    DRAINING_WARNING,
+    Proposal,
+    ProposalStore,
+    build_proposal,
+    check_approver,
+)
+from shared.remediation.render import (
+    az_rollback_commands,
+    json_patch,
+    renderings,
+    rollback_summary,
+)
 from shared.remediation.trust import TrustResult, check_certificate
 from shared.remediation.verify import poll_interval, wait_until_healthy
 from shared.remediation.writer import GatewayWriter, WriteRefused, WriteResult, is_failed
@@ -88,6 +107,8 @@ class RemediationOutcome:
             "verified": self.verified,
             "proposal": self.proposal,
             "reason": self.reason,
+            # The change recorded (applied, or the rollback record): `changes show` / rollback.
+            "change": self.change,
         }
 
 
@@ -141,13 +162,22 @@ class Remediator:
         before_write: Callable[[GatewayId, ChangeRecord], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        progress: Progress = no_progress,
     ) -> None:
         self.settings = settings
         self.arm = arm
         self.proposals = proposals
         self.changes = changes
-        # The writer sleeps through self.sleep, so a caller may swap it after construction.
-        self.writer = GatewayWriter(settings, arm, lock_for, sleep=lambda s: self.sleep(s))
+        # The writer sleeps and reports progress through self.sleep and self.progress, so a
+        # caller may swap them after construction.
+        self.writer = GatewayWriter(
+            settings,
+            arm,
+            lock_for,
+            sleep=lambda s: self.sleep(s),
+            progress=lambda message: self.progress(message),
+        )
+        self.progress = progress
         # Write-ahead hook: gets the change record right before its PUT (the worker keeps it in
         # the ledger, so a delivery that dies between the PUT and `changes.record` leaves it).
         self._before_write = before_write
@@ -160,15 +190,23 @@ class Remediator:
     # ---- reading ------------------------------------------------------------------------------
 
     def _default_probe(self, requests: Iterable[tuple[str, int, str | None]]) -> Captures:
-        return capture_all(requests, timeout=float(self.settings["PROBE_TIMEOUT_SECONDS"]))
+        return capture_all(
+            requests,
+            timeout=float(self.settings["PROBE_TIMEOUT_SECONDS"]),
+            vantage=detect_vantage(self.settings["PROBE_VANTAGE"]),
+        )
 
     def assess(self, gid: GatewayId, *, hint: tuple[str, str] | None = None) -> Assessment:
         """Read the gateway and its backend health, probe its own pool members, diagnose."""
+        self.progress(f"reading the gateway {gid.name}")
         current = self.arm.get_gateway(gid)
         gateway = parse_gateway(current.doc)
+        self.progress("reading backend health (an ARM operation)")
         health = parse_backend_health(self.arm.backend_health(gid))
         hosts = route_hosts(current.doc)
-        captures = self._probe(probe_requests(gateway, health, hosts=hosts))
+        requests = list(dict.fromkeys(probe_requests(gateway, health, hosts=hosts)))
+        self.progress(f"probing {len(requests)} backend handshake(s)")
+        captures = self._probe(requests)
         trusted, trusted_error = self._read_trusted()
         diagnosis = diagnose(
             gateway,
@@ -197,8 +235,17 @@ class Remediator:
         requester: str = "cli",
         hint: tuple[str, str] | None = None,
         confirm: Callable[[Plan], bool] | None = None,
+        show: Callable[[FixPreview], None] | None = None,
+        dry_run: bool = False,
+        trust_local_probe: bool = False,
     ) -> RemediationOutcome:
-        """Diagnose the gateway and apply, propose or only report the fixes policy allows."""
+        """Diagnose the gateway and apply, propose or only report the fixes policy allows.
+
+        `show` gets each plan's preview (patch, az commands, warnings) before anything is
+        written; `dry_run` stops there: nothing is written, no proposal is stored. TLS evidence
+        captured outside the gateway's network (an operator machine) turns apply into propose
+        unless `trust_local_probe` (docs/diagnosis.md#where-the-evidence-comes-from).
+        """
         gid = parse_gateway_id(gateway_id)
         mode = Mode.lowest(self.settings.mode, requested_mode)
         try:
@@ -224,7 +271,18 @@ class Remediator:
             outcome.reason = self._nothing_to_do(assessment.diagnosis)
             return outcome
         results = [
-            self._handle_plan(gid, assessment, plan, decision, requester, confirm) for plan in plans
+            self._handle_plan(
+                gid,
+                assessment,
+                plan,
+                decision,
+                requester,
+                confirm,
+                show=show,
+                dry_run=dry_run,
+                trust_local_probe=trust_local_probe,
+            )
+            for plan in plans
         ]
         return self._merge(outcome, results)
 
@@ -268,6 +326,10 @@ class Remediator:
         decision: Any,
         requester: str,
         confirm: Callable[[Plan], bool] | None,
+        *,
+        show: Callable[[FixPreview], None] | None = None,
+        dry_run: bool = False,
+        trust_local_probe: bool = False,
     ) -> RemediationOutcome:
         trust = self._trust(assessment, plan)
         past = [c for rec in self.changes.for_gateway(gid.id) for c in rec.as_changes()]
@@ -279,9 +341,27 @@ class Remediator:
             adds_certificate=plan.certificate is not None,
         )
         verdict = decide(decision, plan.action, trust, guards)
+        vantage = assessment.diagnosis.vantage
+        if (
+            verdict.outcome is Outcome.APPLY
+            and vantage is not None
+            and not vantage.in_gateway_network
+            and not trust_local_probe
+        ):
+            outside = (
+                f"the TLS evidence was captured from {vantage.describe()}; apply it with "
+                "--trust-local-probe, or approve this proposal"
+            )
+            verdict = replace(verdict, outcome=Outcome.PROPOSE, reasons=(*verdict.reasons, outside))
         result = RemediationOutcome(gid.id, decision.mode.value, "none", plan=plan_to_dict(plan))
+        if show is not None and (dry_run or verdict.outcome is not Outcome.DIAGNOSE):
+            show(self.fix_preview(plan, assessment, verdict.outcome.value, verdict.reasons))
         if verdict.outcome is Outcome.DIAGNOSE:
             result.reason = "diagnose mode: " + "; ".join(verdict.reasons)
+            return result
+        if dry_run:
+            why = f" ({'; '.join(verdict.reasons)})" if verdict.outcome is Outcome.PROPOSE else ""
+            result.reason = f"dry run: would {verdict.outcome.value}{why}; nothing written"
             return result
         if verdict.outcome is Outcome.PROPOSE:
             return self._propose(gid, assessment, plan, requester, verdict.reasons)
@@ -310,6 +390,30 @@ class Remediator:
             return RemediationOutcome(
                 gid.id, decision.mode.value, "failed", arm_writes=exc.writes, reason=str(exc)
             )
+
+    @staticmethod
+    def fix_preview(
+        plan: Plan, assessment: Assessment, outcome: str, reasons: Sequence[str] = ()
+    ) -> FixPreview:
+        """What a fix would send (pure): renderings of the plan on the document it was made on."""
+        before = assessment.current.doc
+        shown = renderings(plan, before, apply_plan(before, plan))
+        warnings = [DRAINING_WARNING]
+        if plan.certificate is None and plan.certificate_ref_name:
+            warnings.append(f"certificate {plan.certificate_ref_name} is already on the gateway")
+        vantage = assessment.diagnosis.vantage
+        if vantage is not None and vantage.warning():
+            warnings.append(str(vantage.warning()))
+        return FixPreview(
+            gateway=plan.gateway_id,
+            outcome=outcome,
+            reasons=list(reasons),
+            summary=shown["summary"],
+            patch=shown["json_patch"],
+            az=shown["az"],
+            az_rollback=shown["az_rollback"],
+            warnings=warnings,
+        )
 
     # ---- trust --------------------------------------------------------------------------------
 
@@ -420,8 +524,11 @@ class Remediator:
             **extra,
         }
 
-    def approve(self, proposal_id: str, approver: str) -> RemediationOutcome:
-        """Approve an open proposal: re-read, re-plan, refuse if it no longer applies, apply."""
+    def approve(
+        self, proposal_id: str, approver: str, *, change_id: str | None = None
+    ) -> RemediationOutcome:
+        """Approve an open proposal: re-read, re-plan, refuse if it no longer applies, apply.
+        `change_id`: the id to record the change under (the API answers it before the job runs)."""
         proposal = self.proposals.get(proposal_id)
         check_approver(proposal, approver, self.settings["APPROVERS"])
         gid = parse_gateway_id(proposal.gateway_id)
@@ -435,6 +542,7 @@ class Remediator:
                 reason="kill switch is on: no gateway writes",
             )
         plan = proposal.get_plan()
+        self.progress(f"reading the gateway {gid.name}")
         current = self.arm.get_gateway(gid)
         fresh = replan(current.doc, plan)
         if fresh.is_noop:
@@ -449,7 +557,7 @@ class Remediator:
         self._close(proposal, "approved", approver, None)
         proposal = self.proposals.get(proposal_id)
         try:
-            outcome = self._apply(gid, plan, by=approver, affected=None)
+            outcome = self._apply(gid, plan, by=approver, affected=None, change_id=change_id)
         except (WriteRefused, BotError) as exc:
             writes = exc.writes if isinstance(exc, WriteRefused) else 0
             self._close(proposal, "failed", approver, {"reason": str(exc)}, expected="approved")
@@ -492,9 +600,15 @@ class Remediator:
     # ---- the safe write -----------------------------------------------------------------------
 
     def _apply(
-        self, gid: GatewayId, plan: Plan, *, by: str, affected: list[Finding] | None
+        self,
+        gid: GatewayId,
+        plan: Plan,
+        *,
+        by: str,
+        affected: list[Finding] | None,
+        change_id: str | None = None,
     ) -> RemediationOutcome:
-        change_id = new_change_id(self.clock())
+        change_id = change_id or new_change_id(self.clock())
         written, final = self.safe_write(
             gid, lambda doc: replan(doc, plan), by=by, change_id=change_id
         )
@@ -511,7 +625,8 @@ class Remediator:
         change = self._change_record(gid, final, by, change_id, before, after)
         self.changes.record(change)
         if after is not None and is_failed(after):
-            rollback = self.rollback(gid.id, change.id, by="auto-rollback")
+            # Not self.rollback: undoing our own failed update needs no mode or confirmation.
+            rollback = self._revert(gid, change, by="auto-rollback", mode="apply")
             undone = (
                 "rolled back" if rollback.arm_writes else "nothing of ours was left to roll back"
             )
@@ -621,24 +736,131 @@ class Remediator:
             interval=poll_interval(doc, floor=float(self.settings["VERIFY_POLL_MIN_SECONDS"])),
             doc=doc,
             sleep=self.sleep,
+            progress=self.progress,
         )
 
     # ---- rollback -----------------------------------------------------------------------------
 
-    def rollback(self, gateway_id: str, change_id: str, *, by: str = "cli") -> RemediationOutcome:
-        """Remove exactly what change `change_id` added, by the same safe write."""
-        gid = parse_gateway_id(gateway_id)
+    def find_change(self, change_id: str, gateway_id: str | None = None) -> ChangeRecord:
+        """The change `change_id` (made to `gateway_id` when given); InputError when unknown."""
+        if gateway_id:
+            return find_change(self.changes, parse_gateway_id(gateway_id).id, change_id)
+        change = self.changes.get(change_id)
+        if change is None:
+            raise InputError(f"no change {change_id[:80]!r} in {self.changes.describe()}")
+        return change
+
+    @staticmethod
+    def rollback_preview(change: ChangeRecord, doc: Mapping[str, Any]) -> RollbackPreview:
+        """What rolling `change` back would do to the gateway document `doc` (pure)."""
+        plan = plan_from_dict(change.plan)
+        return RollbackPreview(
+            change=change.id,
+            gateway=change.gateway_id,
+            summary=rollback_summary(plan, change.id),
+            patch=json_patch(doc, _revert_plan(doc, plan)),
+            az=az_rollback_commands(plan, change.gateway_id),
+            warnings=[DRAINING_WARNING],
+        )
+
+    def rollback(
+        self,
+        gateway_id: str | None,
+        change_id: str,
+        *,
+        by: str = "cli",
+        requested_mode: Mode | None = None,
+        show: Callable[[RollbackPreview], None] | None = None,
+        confirm: Callable[[RollbackPreview], bool] | None = None,
+        dry_run: bool = False,
+    ) -> RemediationOutcome:
+        """Remove exactly what change `change_id` added, by the same safe write.
+
+        The gateway comes from the change record when not given. A rollback is a gateway write,
+        so it follows the effective mode as a fix does: diagnose and dry runs only preview,
+        propose refuses (docs/remediation.md#rollback), the kill switch refuses. `show` gets the
+        preview first, `confirm` decides. A change already rolled back is reported, not redone.
+        """
+        change = self.find_change(change_id, gateway_id)
+        gid = parse_gateway_id(change.gateway_id)
         check_scope(self.settings, gid.id)
-        change = find_change(self.changes, gid.id, change_id)
+        if change.kind != "apply":
+            undoes = change.extra.get("rolls_back")
+            raise InputError(
+                f"{change.id} is the rollback of {undoes}, not a change: "
+                "apply the fix again instead"
+            )
+        configured = Mode.lowest(self.settings.mode, requested_mode).value
+        done = rollback_of(self.changes.for_gateway(gid.id), change.id)
+        if done is not None:
+            return RemediationOutcome(
+                gid.id,
+                configured,
+                "none",
+                change=done.id,
+                reason=f"already rolled back: {done.id} by {done.by} at {done.when}; "
+                "nothing written",
+            )
+        current = self.arm.get_gateway(gid)
+        decision = effective_mode(self.settings, _tags(current.doc), requested_mode)
+        mode = decision.mode.value
+        preview = self.rollback_preview(change, current.doc)
+        if show is not None:
+            show(preview)
+        if not preview.patch:
+            # Nothing of ours is left (someone removed it): recorded, so the change reads as undone.
+            if decision.mode is Mode.APPLY and not dry_run and not self.settings.kill_switch:
+                return self._revert(gid, change, by=by, mode=mode)
+            return RemediationOutcome(
+                gid.id, mode, "none", reason=f"nothing of {change.id} is left on the gateway"
+            )
+        why = "; ".join(decision.reasons)
+        if self.settings.kill_switch:
+            return RemediationOutcome(
+                gid.id, mode, "refused", reason="kill switch is on: no gateway writes"
+            )
+        if decision.mode is Mode.DIAGNOSE:
+            return RemediationOutcome(
+                gid.id, mode, "none", reason=f"diagnose mode ({why}): nothing written"
+            )
+        if decision.mode is Mode.PROPOSE:
+            return RemediationOutcome(
+                gid.id,
+                mode,
+                "refused",
+                reason=f"propose mode ({why}): a rollback writes the gateway and needs apply "
+                "mode; nothing written (the preview's az commands do it by hand)",
+            )
+        if dry_run:
+            return RemediationOutcome(gid.id, mode, "none", reason="dry run: nothing written")
+        if confirm is not None and not confirm(preview):
+            return RemediationOutcome(gid.id, mode, "none", reason="not confirmed by the operator")
+        return self._revert(gid, change, by=by, mode=mode)
+
+    def _revert(
+        self, gid: GatewayId, change: ChangeRecord, *, by: str, mode: str
+    ) -> RemediationOutcome:
+        """The rollback write, recorded against the change (`extra.rolls_back`, `extra.result`)."""
         plan = plan_from_dict(change.plan)
 
         def build(doc: dict[str, Any]) -> dict[str, Any] | None:
             body = _revert_plan(doc, plan)
             return None if body == doc else body
 
-        written = self.writer.write(gid, build, what="rollback")
+        try:
+            written = self.writer.write(gid, build, what="rollback")
+        except WriteRefused as exc:
+            return RemediationOutcome(
+                gid.id,
+                mode,
+                "refused" if exc.writes == 0 else "failed",
+                arm_writes=exc.writes,
+                reason=f"the rollback of {change.id} was not done: {exc}",
+            )
         before, after, writes = written.before, written.after, written.writes
-        failed = after is not None and is_failed(after)
+        result = (
+            "nothing_left" if after is None else "failed" if is_failed(after) else "rolled_back"
+        )
         record = ChangeRecord(
             id=new_change_id(self.clock()),
             gateway_id=gid.id,
@@ -650,33 +872,70 @@ class Remediator:
             thumbprint=None,
             etag_before=before.etag if before else None,
             etag_after=after.etag if after else None,
-            extra={"rolls_back": change.id},
+            extra={"rolls_back": change.id, "result": result},
         )
         self.changes.record(record)
         outcome = RemediationOutcome(
             gid.id,
-            "apply",
-            "failed" if failed else "rolled_back",
+            mode,
+            {"rolled_back": "rolled_back", "failed": "failed"}.get(result, "none"),
             arm_writes=writes,
             change=record.id,
-            reason=(
-                f"the rollback of {change.id} failed; the gateway is Failed"
-                if failed
-                else f"reverted {change.id}"
-            ),
+            reason={
+                "rolled_back": f"reverted {change.id}",
+                "failed": f"the rollback of {change.id} failed; the gateway is Failed",
+                "nothing_left": f"nothing of {change.id} was left on the gateway",
+            }[result],
         )
-        self._notify(
-            outcome.action,
-            {
-                "event": outcome.action,
-                "gateway": gid.id,
-                "action": "rollback",
-                "change": change.id,
-                "by": by,
-                "reason": outcome.reason,
-            },
-        )
+        if writes:
+            self._notify(
+                outcome.action,
+                {
+                    "event": outcome.action,
+                    "gateway": gid.id,
+                    "action": "rollback",
+                    "change": change.id,
+                    "by": by,
+                    "reason": outcome.reason,
+                },
+            )
         return outcome
+
+
+@dataclass(frozen=True)
+class FixPreview:
+    """What a fix would do before it does it: the outcome policy chose (apply | propose |
+    diagnose) and why, readable lines, the RFC 6902 JSON Patch from the document read to the
+    body sent (the bot PUTs the whole document), the equivalent az commands and their rollback,
+    and the warnings (connection draining, where the evidence came from)."""
+
+    gateway: str
+    outcome: str
+    reasons: list[str]
+    summary: str
+    patch: list[dict[str, Any]]
+    az: list[str]
+    az_rollback: list[str]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RollbackPreview:
+    """What a rollback would remove: readable lines, the JSON Patch on the current document and
+    the equivalent az commands (each its own gateway update)."""
+
+    change: str
+    gateway: str
+    summary: str
+    patch: list[dict[str, Any]]
+    az: list[str]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _same_change(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

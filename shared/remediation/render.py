@@ -175,6 +175,32 @@ def az_rollback_commands(plan: Plan, gateway_id: str) -> list[str]:
     return cmds
 
 
+def rollback_summary(plan: Plan, change_id: str) -> str:
+    """What rolling back change `change_id` removes, in a few readable lines."""
+    gw = plan.gateway_id.rsplit("/", 1)[-1]
+    if plan.is_noop:
+        return f"Gateway {gw}: change {change_id} changed nothing; nothing to roll back."
+    lines = [f"Gateway {gw}: roll back {change_id}, in one gateway update."]
+    for change in plan.settings_changes:
+        if change.add_reference:
+            lines.append(
+                f"- HTTP settings {change.settings_name}: stop trusting {change.add_reference} "
+                "(other references stay)"
+            )
+        if change.set_host_name is not None:
+            prev = change.previous_host_name or "none"
+            lines.append(
+                f"- HTTP settings {change.settings_name}: "
+                f"host name {change.set_host_name} -> {prev}"
+            )
+    if plan.certificate is not None:
+        lines.append(
+            f"- remove {_kind(plan.certificate.collection)} {plan.certificate.name} "
+            f"(SHA-1 {plan.certificate.sha1}) unless something else references it"
+        )
+    return "\n".join(lines)
+
+
 # ---- Bicep ----------------------------------------------------------------------------------
 
 
@@ -241,5 +267,6 @@ __all__ = [
     "bicep_fragment",
     "json_patch",
     "renderings",
+    "rollback_summary",
     "summary",
 ]

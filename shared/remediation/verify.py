@@ -18,6 +18,7 @@ from typing import Any
 from shared.cloud.arm import ArmClient
 from shared.common.errors import BotError
 from shared.common.ids import GatewayId, last_segment, same_id
+from shared.common.progress import Progress, no_progress
 from shared.core.health import HealthState, ServerHealth, parse_backend_health
 
 DEFAULT_PROBE_INTERVAL = 30.0  # Azure's default probe interval, in seconds
@@ -104,6 +105,7 @@ def wait_until_healthy(
     interval: float,
     doc: Mapping[str, Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Progress = no_progress,
 ) -> tuple[bool | None, list[dict[str, Any]]]:
     """(True, checks) once every affected server is healthy, (False, last checks) at the deadline,
     (None, []) when verification is off (deadline 0). `servers` are (settings name lower-case,
@@ -114,7 +116,10 @@ def wait_until_healthy(
     names = {n.lower() for n in settings_names}
     start = time.monotonic()
     fresh: list[dict[str, Any]] | None = None
+    rounds = 0
     while True:
+        rounds += 1
+        progress(f"verifying: reading backend health (check {rounds})")
         mine = [
             h
             for h in parse_backend_health(arm.backend_health(gid))
@@ -122,11 +127,19 @@ def wait_until_healthy(
             and (servers is None or (last_segment(h.settings_id).lower(), h.address) in servers)
         ]
         checks = [_check(h) for h in mine]
-        if mine and all(h.health is HealthState.HEALTHY for h in mine):
+        healthy = sum(1 for h in mine if h.health is HealthState.HEALTHY)
+        if mine and healthy == len(mine):
+            progress(f"verified: {healthy} of {len(mine)} server(s) healthy")
             return True, checks + (fresh or [])
         if fresh is None and doc is not None:
             pairs = sorted({(h.pool_id, h.settings_id) for h in mine})
+            progress(f"verifying: on-demand probe of {len(pairs)} pool/settings pair(s)")
             fresh = on_demand_checks(arm, gid, doc, pairs)
         if time.monotonic() - start + interval > deadline:
+            progress(f"not verified: {healthy} of {len(mine)} server(s) healthy at the deadline")
             return False, checks + (fresh or [])
+        progress(
+            f"verifying: {healthy} of {len(mine)} server(s) healthy; "
+            f"next check in {interval:.0f} s (the gateway's probe interval)"
+        )
         sleep(interval)

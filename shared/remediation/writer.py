@@ -19,6 +19,7 @@ from typing import Any
 from shared.cloud.arm import ArmClient, ArmError, GatewayDocument, LroFailed
 from shared.common.errors import BotError
 from shared.common.ids import GatewayId
+from shared.common.progress import Progress, no_progress
 from shared.common.settings import Settings
 from shared.remediation.retry import Verdict, backoff, decide_retry
 
@@ -64,11 +65,13 @@ class GatewayWriter:
         lock_for: Callable[[GatewayId], AbstractContextManager[Any]],
         *,
         sleep: Callable[[float], None] = time.sleep,
+        progress: Progress = no_progress,
     ) -> None:
         self.settings = settings
         self.arm = arm
         self.lock_for = lock_for
         self.sleep = sleep
+        self.progress = progress
 
     def write(
         self,
@@ -104,6 +107,7 @@ class GatewayWriter:
                 if self.arm.get_gateway(gid).etag != current.etag:
                     last_reason = "the gateway changed between read and write"
                     log.info("gateway %s changed under us; re-planning", gid.name)
+                    self.progress(f"{what}: the gateway changed under us; reading it again")
                     continue
                 if getattr(lock, "lost", False):
                     # Another worker may hold the gateway now: writing would make two writers.
@@ -112,7 +116,8 @@ class GatewayWriter:
                     before_put(gid)
                 try:
                     writes += 1
-                    after = self.arm.put_gateway(gid, body)
+                    self.progress(f"{what}: sending the PUT (attempt {attempt} of {attempts})")
+                    after = self.arm.put_gateway(gid, body, on_accepted=self._accepted)
                 except ArmError as exc:
                     if isinstance(exc, LroFailed):
                         sent_from = current
@@ -129,6 +134,9 @@ class GatewayWriter:
                         log.info(
                             "%s on %s: %s; retry in %.1f s", what, gid.name, exc, decision.delay
                         )
+                        self.progress(
+                            f"{what}: {decision.reason}; retrying in {decision.delay:.0f} s"
+                        )
                         self.sleep(decision.delay)
                         continue
                     raise WriteRefused(
@@ -136,12 +144,19 @@ class GatewayWriter:
                         propose=decision.verdict is Verdict.PROPOSE,
                         writes=writes,
                     ) from exc
+                self.progress(
+                    f"{what}: operation finished (provisioningState "
+                    f"{after.provisioning_state or 'unknown'})"
+                )
                 return WriteResult(current, after, writes)
         raise WriteRefused(
             f"{what} not done after {attempts} attempts: {last_reason}",
             propose=False,
             writes=writes,
         )
+
+    def _accepted(self) -> None:
+        self.progress("PUT accepted; waiting for the operation (a gateway update takes minutes)")
 
     def _read_when_idle(self, gid: GatewayId, what: str, writes: int) -> GatewayDocument:
         """GET the gateway; while another operation runs on it (`Updating`), wait and read again.
@@ -169,6 +184,10 @@ class GatewayWriter:
             polls += 1
             delay = min(backoff(polls, base=base), limit - waited)
             log.info("%s is Updating (another operation); waiting %.1f s", gid.name, delay)
+            self.progress(
+                f"{what}: the gateway is Updating (another operation); "
+                f"reading again in {delay:.0f} s"
+            )
             self.sleep(delay)
             waited += delay
             current = self.arm.get_gateway(gid)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,19 @@ from typing import Any
 from shared.common.errors import BotError, InputError, OutOfScopeError
 from shared.common.ids import GatewayId, gateway_id, in_scope, parse_gateway_id
 from shared.common.settings import Mode
+from shared.service.alerts import AlertEvent, parse_alert
 from shared.service.app import AppContext
 from shared.service.logs import log_context
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024  # the common alert schema's own cap (docs/sources.md#alert-schema)
+MAX_PRINCIPAL_BYTES = 16 * 1024  # x-ms-client-principal: base64 JSON of a few claims
+_NAME_CHARS = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+class Unauthenticated(InputError):
+    """The caller's identity header cannot be read (answered 401)."""
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,16 @@ def error(status: int, code: str, message: str, **headers: str) -> ApiResponse:
 
 
 def guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
-    """Run a handler; map expected failures to JSON errors, anything else to a bare 500."""
-    from shared.service.storage import StorageUnavailable
+    """Run a handler; map expected failures to JSON errors, anything else to a bare 500.
+    503 (the answer action groups retry) only when storage is unreachable or failing; a request
+    storage refused as malformed is our bug: logged, 500."""
+    from shared.service.storage import StorageRejected, StorageUnavailable
 
     try:
         return handler()
+    except StorageRejected:
+        log.exception("storage refused a request the bot built")
+        return error(500, "InternalError", "unexpected failure; see the function app's logs")
     except StorageUnavailable as exc:
         log.warning("storage unavailable: %s", exc)
         return error(
@@ -57,8 +70,12 @@ def guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
         )
     except OutOfScopeError as exc:
         return error(403, "OutOfScope", str(exc))
+    except Unauthenticated as exc:
+        return error(401, "Unauthenticated", str(exc))
     except InputError as exc:
         return error(400, "BadRequest", str(exc))
+    except RecursionError:  # input nested deeper than any parser or walker here can follow
+        return error(400, "BadRequest", "input is nested too deeply")
     except BotError as exc:
         return error(409, "Conflict", str(exc))
     except Exception:
@@ -81,7 +98,9 @@ def _json_body(body: bytes, *, required: bool) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"body is not JSON: {exc}") from None
+        raise InputError(f"body is not JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise InputError("body is not JSON this service accepts: nested too deeply") from None
     if not isinstance(data, dict):
         raise InputError("body must be a JSON object")
     return data
@@ -94,8 +113,6 @@ def handle_alert(ctx: AppContext, body: bytes, content_type: str | None) -> ApiR
     """POST /api/alerts: record, deduplicate, coalesce per gateway, enqueue; 202 quickly."""
 
     def run() -> ApiResponse:
-        from shared.service.alerts import parse_alert
-
         if content_type and "json" not in content_type.lower():
             raise InputError(f"content type {content_type[:60]!r} is not JSON")
         if len(body) > MAX_BODY_BYTES:
@@ -107,30 +124,37 @@ def handle_alert(ctx: AppContext, body: bytes, content_type: str | None) -> ApiR
     return guarded(run)
 
 
-def _accept_alert(ctx: AppContext, event: Any) -> ApiResponse:
+def _accept_alert(ctx: AppContext, event: AlertEvent) -> ApiResponse:
+    """Round trips per post: one conditional insert decides new or duplicate; a duplicate Fired
+    reads its job link (1 more); a Resolved one stops there. A new Fired alert claims or joins
+    each in-scope gateway's job, links it and records "seen". Targets outside ALLOWED_SCOPES are
+    only counted, on the alert's row."""
     storage = ctx.storage
-    new = storage.record_alert(event)
-    known_job = None if new else storage.alert_job(event)
+    in_scope_ids = [g for g in event.gateway_ids if in_scope(g.id, ctx.settings.scopes)]
+    new = storage.record_alert(event, in_scope=in_scope_ids)
     if not event.fired:
         if new:
-            _record_seen(ctx, event, {g.key: "" for g in event.gateway_ids})
+            _record_seen(ctx, event, {g.key: "" for g in in_scope_ids})
         log.info("alert %s resolved: recorded, nothing started", event.alert_id)
         return ApiResponse(202, {"status": "recorded", "condition": event.monitor_condition})
+    if not in_scope_ids:
+        log.warning(
+            "alert %s names %d gateway(s), none inside ALLOWED_SCOPES: refused",
+            event.alert_id,
+            len(event.gateway_ids),
+        )
+        raise OutOfScopeError("the alert names no gateway inside ALLOWED_SCOPES")
+    known_job = None if new else storage.alert_job(event)
     if known_job:
         return ApiResponse(202, {"status": "duplicate", "jobs": [known_job]})
-    in_scope_ids = [g for g in event.gateway_ids if in_scope(g.id, ctx.settings.scopes)]
-    if not in_scope_ids:
-        for gid in event.gateway_ids:
-            storage.record_decision("", gid, "refused", "alert", details={"reason": "out of scope"})
-        raise OutOfScopeError("the alert names no gateway inside ALLOWED_SCOPES")
     hint = event.hint.to_dict() if event.hint else None
     jobs = []
     for gid in in_scope_ids:
-        job_id, created = storage.create_or_join_job(
+        claim = storage.claim_job(
             gid, "fix", "", hint=hint, requested_by=f"alert:{event.rule or 'unknown'}"
         )
-        _queue(storage, job_id, created)
-        jobs.append(job_id)
+        _queue(storage, claim.job_id, claim.created, claim.job)
+        jobs.append(claim.job_id)
     storage.attach_alert_job(event, jobs[0])
     if new:
         _record_seen(ctx, event, {g.key: j for g, j in zip(in_scope_ids, jobs, strict=True)})
@@ -138,16 +162,16 @@ def _accept_alert(ctx: AppContext, event: Any) -> ApiResponse:
     return ApiResponse(202, {"status": "accepted" if new else "duplicate", "jobs": jobs})
 
 
-def _queue(storage: Any, job_id: str, created: bool) -> None:
+def _queue(storage: Any, job_id: str, created: bool, joined: Any = None) -> None:
     """Queue a new job; re-queue a joined one that has waited too long (its message was lost)."""
     if created:
         storage.enqueue_job(job_id)
     else:
-        storage.requeue_if_stale(job_id)
+        storage.requeue_if_stale(job_id, job=joined)
 
 
-def _record_seen(ctx: AppContext, event: Any, jobs: Mapping[str, str]) -> None:
-    """A "seen" ledger row per gateway for each new (alertId, monitorCondition)."""
+def _record_seen(ctx: AppContext, event: AlertEvent, jobs: Mapping[str, str]) -> None:
+    """A "seen" ledger row per in-scope gateway for each new (alertId, monitorCondition)."""
     for gid in event.gateway_ids:
         if gid.key in jobs:
             ctx.storage.record_decision(
@@ -188,13 +212,53 @@ def handle_gateway_action(
             raise InputError(f"unknown action {action!r}")
         _check_scope(ctx, gid)
         storage = ctx.storage
-        job_id, created = storage.create_or_join_job(
-            gid, action, mode.value, hint=None, requested_by=caller or "api"
+        claim = storage.claim_job(gid, action, mode.value, hint=None, requested_by=caller or "api")
+        wanted = Mode.lowest(ctx.settings.mode, mode)
+        if not claim.created and claim.job is not None:
+            running = job_mode(ctx, claim.job)
+            if running.rank > wanted.rank:
+                return _busy_higher_mode(claim.job, running, wanted)
+        _queue(storage, claim.job_id, claim.created, claim.job)
+        shown = wanted if claim.created or claim.job is None else job_mode(ctx, claim.job)
+        return ApiResponse(
+            202, {"job": claim.job_id, "joined": not claim.created, "mode": shown.value}
         )
-        _queue(storage, job_id, created)
-        return ApiResponse(202, {"job": job_id, "joined": not created})
 
     return guarded(run)
+
+
+def job_mode(ctx: AppContext, job: Any) -> Mode:
+    """The highest mode a queued or running job may act in (a gateway tag can still lower it):
+    approvals and rollbacks write; a fix without a mode runs in the policy's."""
+    if job.kind == "diagnose":
+        return Mode.DIAGNOSE
+    if job.kind in {"approve", "rollback"}:
+        return Mode.APPLY
+    try:
+        requested = Mode(job.mode) if job.mode else None
+    except ValueError:
+        requested = None
+    return Mode.lowest(ctx.settings.mode, requested)
+
+
+def _busy_higher_mode(job: Any, running: Mode, wanted: Mode) -> ApiResponse:
+    """409: joining would raise the request's mode (issue 13: a mode is never raised by joining)."""
+    message = (
+        f"job {job.job_id} ({job.kind}, mode {running.value}, {job.state.value}) is active for "
+        f"this gateway and may do more than this {wanted.value} request; nothing was queued. "
+        f"Retry once it has finished (GET /api/jobs/{job.job_id})"
+    )
+    body = {
+        "error": {
+            "code": "Busy",
+            "message": message,
+            "job": job.job_id,
+            "job_kind": job.kind,
+            "job_mode": running.value,
+            "job_state": job.state.value,
+        }
+    }
+    return ApiResponse(409, body, {"Retry-After": "30"})
 
 
 def handle_get_job(ctx: AppContext, job_id: str) -> ApiResponse:
@@ -248,10 +312,17 @@ def handle_get_proposal(ctx: AppContext, proposal_id: str) -> ApiResponse:
 
 
 def handle_decide_proposal(
-    ctx: AppContext, proposal_id: str, decision: str, body: bytes, caller: str | None
+    ctx: AppContext,
+    proposal_id: str,
+    decision: str,
+    body: bytes,
+    caller: str | None,
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> ApiResponse:
     """POST /api/proposals/{id}/approve|reject. Needs an authenticated approver (App Service
-    Authentication), in APPROVERS, other than the requester. Approval runs as a job."""
+    Authentication), in APPROVERS, other than the requester. Approval runs as a job. A browser's
+    request must also be same-origin and carry the review page's token (shared/service/review)."""
     from shared.remediation.proposals import ApprovalError, ProposalNotFound, check_approver
 
     def run() -> ApiResponse:
@@ -261,6 +332,9 @@ def handle_decide_proposal(
                 "Unauthenticated",
                 "approving needs a caller signed in through App Service Authentication",
             )
+        refused = _cross_site_refusal(ctx, proposal_id, caller, body, headers or {})
+        if refused is not None:
+            return refused
         data = _json_body(body, required=False)
         store = _proposals(ctx)
         try:
@@ -286,11 +360,192 @@ def handle_decide_proposal(
         )
         if not created:
             return error(409, "Busy", f"job {job_id} is running for this gateway; retry later")
-        storage.update_job(job_id, extra={"proposal_id": proposal_id, "approver": caller})
+        # The change id is chosen here so the answer can name it: GET /api/changes/{id} finds
+        # it once the job has applied the change (404 until then, or if nothing was written).
+        change_id = _new_change_id()
+        storage.update_job(
+            job_id,
+            extra={"proposal_id": proposal_id, "approver": caller, "change_id": change_id},
+        )
         storage.enqueue_job(job_id)
-        return ApiResponse(202, {"job": job_id, "proposal": proposal_id})
+        return ApiResponse(202, {"job": job_id, "proposal": proposal_id, "change": change_id})
 
     return guarded(run)
+
+
+def _new_change_id() -> str:
+    from datetime import UTC, datetime
+
+    from shared.remediation.changelog import new_change_id
+
+    return new_change_id(datetime.now(UTC))
+
+
+# ---- changes, jobs and rollback -------------------------------------------------------------
+
+_CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _gateway_param(raw: str | None) -> GatewayId | None:
+    """The optional `?gateway=<resource id>` filter; a malformed id is a 400."""
+    if raw is None or not raw.strip():
+        return None
+    return parse_gateway_id(raw.strip())
+
+
+def _changelog(ctx: AppContext) -> Any:
+    from shared.service.table_changelog import TableChangeLog
+
+    return TableChangeLog(ctx.storage)
+
+
+def handle_list_changes(ctx: AppContext, gateway: str | None) -> ApiResponse:
+    """GET /api/changes[?gateway=ID]: changes and rollbacks, newest first, with their status."""
+    from shared.remediation.changelog import history
+
+    def run() -> ApiResponse:
+        gid = _gateway_param(gateway)
+        log_ = _changelog(ctx)
+        records = log_.for_gateway(gid.id) if gid else log_.all()
+        return ApiResponse(200, {"changes": history(records)})
+
+    return guarded(run)
+
+
+def _find_change(ctx: AppContext, change_id: str) -> tuple[Any, list[Any]] | None:
+    """The change record and its gateway's records (for its rollback status), or None."""
+    if not _CHANGE_ID_RE.match(change_id or ""):
+        return None
+    log_ = _changelog(ctx)
+    change = log_.get(change_id)
+    if change is None:
+        return None
+    return change, log_.for_gateway(change.gateway_id)
+
+
+def handle_get_change(ctx: AppContext, change_id: str) -> ApiResponse:
+    """GET /api/changes/{id}: the change, its plan and what a rollback would remove."""
+    from shared.remediation.changelog import change_view
+    from shared.remediation.plan import plan_from_dict
+    from shared.remediation.render import az_rollback_commands, rollback_summary
+
+    def run() -> ApiResponse:
+        found = _find_change(ctx, change_id)
+        if found is None:
+            return error(404, "NotFound", f"no change {change_id[:80]!r}")
+        change, records = found
+        view = change_view(change, records)
+        view["plan"] = change.plan
+        if change.kind == "apply":
+            plan = plan_from_dict(change.plan)
+            view["undo"] = {
+                "summary": rollback_summary(plan, change.id),
+                "az": az_rollback_commands(plan, change.gateway_id),
+            }
+        return ApiResponse(200, view)
+
+    return guarded(run)
+
+
+def handle_list_jobs(ctx: AppContext, gateway: str | None) -> ApiResponse:
+    """GET /api/jobs[?gateway=ID]: the newest 100 jobs (of one gateway), newest first."""
+
+    def run() -> ApiResponse:
+        gid = _gateway_param(gateway)
+        return ApiResponse(200, {"jobs": ctx.storage.list_jobs(gid)})
+
+    return guarded(run)
+
+
+def handle_rollback_change(
+    ctx: AppContext, change_id: str, body: bytes, caller: str | None
+) -> ApiResponse:
+    """POST /api/changes/{id}/rollback: queue a rollback job. Needs an authenticated approver in
+    APPROVERS who did not apply the change (unless ROLLBACK_BY_APPLIER); the job follows the mode
+    and kill switch. A change already rolled back answers 200 and queues nothing."""
+    from shared.remediation.changelog import change_view, rollback_of
+    from shared.remediation.plan import plan_from_dict
+    from shared.remediation.proposals import ApprovalError, check_rollback_approver
+    from shared.remediation.render import az_rollback_commands, rollback_summary
+
+    def run() -> ApiResponse:
+        if not caller:
+            return error(
+                401,
+                "Unauthenticated",
+                "rolling back needs a caller signed in through App Service Authentication",
+            )
+        _json_body(body, required=False)
+        found = _find_change(ctx, change_id)
+        if found is None:
+            return error(404, "NotFound", f"no change {change_id[:80]!r}")
+        change, records = found
+        if change.kind != "apply":
+            raise InputError(f"{change.id} is a rollback, not a change")
+        gid = parse_gateway_id(change.gateway_id)
+        _check_scope(ctx, gid)
+        try:
+            check_rollback_approver(
+                change.by,
+                caller,
+                ctx.settings["APPROVERS"],
+                applier_may_roll_back=ctx.settings["ROLLBACK_BY_APPLIER"],
+            )
+        except ApprovalError as exc:
+            refusal = {"code": "Forbidden", "reason": exc.code, "message": exc.message}
+            return ApiResponse(403, {"error": refusal})
+        done = rollback_of(records, change.id)
+        if done is not None:
+            return ApiResponse(
+                200,
+                {
+                    "change": change.id,
+                    "status": "already_rolled_back",
+                    "arm_writes": 0,
+                    "reason": f"already rolled back: {done.id} by {done.by} at {done.when}",
+                    "rolled_back": change_view(change, records)["rolled_back"],
+                },
+            )
+        storage = ctx.storage
+        claim = storage.claim_job(gid, "rollback", "", hint=None, requested_by=caller)
+        if not claim.created:
+            return error(409, "Busy", f"job {claim.job_id} is active for this gateway; retry later")
+        storage.update_job(claim.job_id, extra={"change_id": change.id, "approver": caller})
+        storage.enqueue_job(claim.job_id)
+        plan = plan_from_dict(change.plan)
+        undo = {
+            "summary": rollback_summary(plan, change.id),
+            "az": az_rollback_commands(plan, change.gateway_id),
+        }
+        return ApiResponse(202, {"job": claim.job_id, "change": change.id, "undo": undo})
+
+    return guarded(run)
+
+
+def _cross_site_refusal(
+    ctx: AppContext, proposal_id: str, caller: str, body: bytes, headers: Mapping[str, str]
+) -> ApiResponse | None:
+    """403 CrossSiteRequest for a browser request that is cross-site or lacks a valid review
+    token; None for anything else (non-browser clients need no token)."""
+    import os
+
+    from shared.service.review import csrf_refusal
+
+    refusal = csrf_refusal(
+        headers,
+        body,
+        proposal_id=proposal_id,
+        caller=caller,
+        secret=str(ctx.settings["REVIEW_TOKEN_SECRET"]),
+        env=os.environ,
+    )
+    if refusal is None:
+        return None
+    reason, message = refusal
+    log.warning("refused a browser decision on proposal %s: %s", proposal_id[:80], reason)
+    return ApiResponse(
+        403, {"error": {"code": "CrossSiteRequest", "reason": reason, "message": message}}
+    )
 
 
 # ---- caller identity ------------------------------------------------------------------------
@@ -298,21 +553,42 @@ def handle_decide_proposal(
 
 def caller_identity(headers: Mapping[str, str], env: Mapping[str, str]) -> str | None:
     """The signed-in caller from App Service Authentication, honoured only when the platform says
-    authentication is enabled (WEBSITE_AUTH_ENABLED); otherwise anyone could send the header."""
+    authentication is enabled (WEBSITE_AUTH_ENABLED); otherwise anyone could send the header.
+
+    None when no caller is signed in; Unauthenticated (401) when the principal headers are there
+    but unreadable: the platform writes them, so garbage there is never taken for anonymous."""
     if str(env.get("WEBSITE_AUTH_ENABLED", "")).lower() != "true":
         return None
-    lowered = {k.lower(): v for k, v in headers.items()}
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
     name = lowered.get("x-ms-client-principal-name")
-    if name:
-        return name.strip() or None
+    if name is not None and name.strip():
+        return _caller_name(name, "x-ms-client-principal-name")
     encoded = lowered.get("x-ms-client-principal")
-    if not encoded:
+    if not encoded or not encoded.strip():
         return None
+    if len(encoded) > MAX_PRINCIPAL_BYTES:
+        raise Unauthenticated(f"x-ms-client-principal is larger than {MAX_PRINCIPAL_BYTES} bytes")
     try:
-        principal = json.loads(base64.b64decode(encoded))
-    except (binascii.Error, ValueError):
-        return None
-    for claim in principal.get("claims", []) if isinstance(principal, dict) else []:
-        if claim.get("typ") in {"preferred_username", "name", "upn"} and claim.get("val"):
-            return str(claim["val"])
+        principal = json.loads(base64.b64decode(encoded.strip(), validate=True))
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        raise Unauthenticated("x-ms-client-principal is not base64-encoded JSON") from None
+    except RecursionError:
+        raise Unauthenticated("x-ms-client-principal is nested too deeply") from None
+    claims = principal.get("claims") if isinstance(principal, dict) else None
+    if not isinstance(claims, list):
+        raise Unauthenticated("x-ms-client-principal has no claims list")
+    for claim in claims:
+        if not isinstance(claim, dict):
+            raise Unauthenticated("x-ms-client-principal has a claim that is not an object")
+        value = claim.get("val")
+        if claim.get("typ") in {"preferred_username", "name", "upn"} and value:
+            return _caller_name(str(value), "x-ms-client-principal")
     return None
+
+
+def _caller_name(value: str, header: str) -> str:
+    """An identity recorded in the ledger and compared with APPROVERS: one short line."""
+    name = value.strip()
+    if not _NAME_CHARS.match(name):
+        raise Unauthenticated(f"{header} is not a user name (control characters or too long)")
+    return name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -189,16 +190,60 @@ def notify(url: str, fmt: NotifyFormat | str, event: Mapping[str, Any]) -> bool:
     return send(url, format_message(event, fmt))
 
 
+def app_base_url(env: Mapping[str, str] | None = None) -> str | None:
+    """Where the function app answers: FUNCTIONS_URL (set locally by `python -m sandbox serve
+    --functions`, or to name a custom domain), else https://WEBSITE_HOSTNAME (set by App Service);
+    None when neither is known (the CLI)."""
+    env = os.environ if env is None else env
+    explicit = str(env.get("FUNCTIONS_URL") or "").strip().rstrip("/")
+    if explicit.lower().startswith(("https://", "http://")):
+        return explicit
+    host = str(env.get("WEBSITE_HOSTNAME") or "").strip().strip("/")
+    return f"https://{host}" if host and "/" not in host else None
+
+
+def review_url(proposal_id: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The review page of a proposal (GET /api/proposals/{id}/review), when the base is known."""
+    base = app_base_url(env)
+    if not base or not proposal_id:
+        return None
+    return f"{base}/api/proposals/{urllib.parse.quote(proposal_id, safe='')}/review"
+
+
+def with_review_url(
+    event: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The event with `review_url` (and `link`, unless it has one) for a proposal's events."""
+    out = dict(event)
+    url = review_url(str(event.get("proposal") or ""), env)
+    if url:
+        out["review_url"] = url
+        out["link"] = out.get("link") or url
+    return out
+
+
 def notifier(settings: Settings) -> Callable[[str, dict[str, Any]], None]:
-    """The Remediator's notify callable: events go to NOTIFY_WEBHOOK_URL when one is set."""
+    """The Remediator's notify callable: events go to NOTIFY_WEBHOOK_URL when one is set, with a
+    link to the proposal's review page when the app knows its own URL."""
     url = str(settings["NOTIFY_WEBHOOK_URL"])
     fmt = settings["NOTIFY_WEBHOOK_FORMAT"]
 
     def send_event(kind: str, event: dict[str, Any]) -> None:
         if url:
-            notify(url, fmt, {"title": EVENTS.get(kind, kind.replace("_", " ")), **event})
+            titled = {"title": EVENTS.get(kind, kind.replace("_", " ")), **event}
+            notify(url, fmt, with_review_url(titled))
 
     return send_event
 
 
-__all__ = ["EVENTS", "format_message", "make_event", "notifier", "notify", "send"]
+__all__ = [
+    "EVENTS",
+    "app_base_url",
+    "format_message",
+    "make_event",
+    "notifier",
+    "notify",
+    "review_url",
+    "send",
+    "with_review_url",
+]

@@ -17,23 +17,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+import requests
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.queue import (
@@ -42,6 +46,7 @@ from azure.storage.queue import (
     TextBase64DecodePolicy,
     TextBase64EncodePolicy,
 )
+from urllib3.util.retry import Retry
 
 from shared.common.errors import BotError, SettingsError
 from shared.common.ids import GatewayId
@@ -54,6 +59,12 @@ _MAX_INLINE_JSON = 30_000
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _BLOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CAS_ATTEMPTS = 20
+# An alert's stored target list keeps what fits in one table property (64 KiB); the rest is
+# counted (`targets`), so an alert naming hundreds of gateways is still recorded and acted on.
+_MAX_ALERT_TARGETS_JSON = 30_000
+# HTTP connections kept per storage service: the host runs many invocations at once, and requests'
+# default pool of 10 drops (and later reopens) connections under an alert storm.
+_POOL_SIZE = 64
 # Fail fast: the HTTP trigger must answer (503) well within the action group's ~10 s.
 _BLOB_QUEUE_RETRY: dict[str, Any] = {
     "retry_total": 2,
@@ -75,6 +86,11 @@ _TABLE_RETRY: dict[str, Any] = {
 
 class StorageUnavailable(BotError):
     """Azure Storage could not be reached or answered with an error; worth retrying later."""
+
+
+class StorageRejected(StorageUnavailable):
+    """Storage refused the request itself (400/413: e.g. a property over 64 KiB): our bug, not an
+    outage. A StorageUnavailable for callers that retry; the HTTP layer answers 500, not 503."""
 
 
 class JobStateError(BotError):
@@ -145,6 +161,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class JobClaim:
+    """What claim_job found: the job's id, whether this call created it, and the joined job."""
+
+    job_id: str
+    created: bool
+    job: Job | None
+
+
+@dataclass(frozen=True)
 class Decision:
     job_id: str
     gateway_id: str
@@ -165,6 +190,15 @@ class StorageNames:
     @property
     def poison_queue(self) -> str:
         return f"{self.jobs_queue}-poison"
+
+    @property
+    def checks_queue(self) -> str:
+        """The sweep's gateway checks (shared/service/worker.py), named after the job queue."""
+        return f"{self.jobs_queue}-checks"
+
+    @property
+    def checks_poison_queue(self) -> str:
+        return f"{self.checks_queue}-poison"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StorageNames:
@@ -193,12 +227,50 @@ def new_job_id(now: datetime | None = None) -> str:
 
 @contextmanager
 def guard(what: str) -> Iterator[None]:
-    """Turn any Azure SDK failure into StorageUnavailable naming the operation."""
+    """Turn any Azure SDK failure into StorageUnavailable naming the operation; a request storage
+    refuses as malformed (400, 413) into StorageRejected: retrying it cannot help."""
     try:
         yield
     except AzureError as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        status = exc.status_code if isinstance(exc, HttpResponseError) else None
+        if status in (400, 413):
+            raise StorageRejected(f"storage refused the request while {what}: {detail}") from exc
         raise StorageUnavailable(f"storage unavailable while {what}: {detail}") from exc
+
+
+_Client = TypeVar("_Client", BlobServiceClient, QueueServiceClient, TableServiceClient)
+
+
+def _service(factory: Callable[..., _Client], *args: Any, **options: Any) -> _Client:
+    """A storage service client over its own pooled HTTP session (see _POOL_SIZE), unless the
+    caller brought a transport. The environment's proxy and CA settings are read once, for the
+    client's one host: requests otherwise rescans the environment and ~/.netrc on every call,
+    about half the client-side cost of a table operation."""
+    if "transport" in options:
+        return factory(*args, **options)
+    session = requests.Session()
+    session.trust_env = False
+    # As azure-core's own session: retries are the pipeline's (RetryPolicy), not urllib3's.
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=_POOL_SIZE,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    transport = RequestsTransport(
+        session=session,
+        use_env_settings=False,
+        connection_timeout=options.get("connection_timeout", 5),
+        read_timeout=options.get("read_timeout", 30),
+    )
+    client = factory(*args, transport=transport, **options)
+    session.proxies.update(requests.utils.get_environ_proxies(client.url))
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca_bundle:
+        session.verify = ca_bundle
+    return client
 
 
 class Storage:
@@ -218,6 +290,10 @@ class Storage:
         self.names = names or StorageNames()
         self._ready = False
         self._ready_lock = threading.Lock()
+        # Built once and shared by every invocation (clients are thread-safe): building one costs
+        # a pipeline per call.
+        self._table_client: TableClient | None = None
+        self._jobs_queue: QueueClient | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -228,9 +304,9 @@ class Storage:
         bq = {**_BLOB_QUEUE_RETRY, **client_kwargs}
         tb = {**_TABLE_RETRY, **client_kwargs}
         return cls(
-            blob=BlobServiceClient.from_connection_string(conn, **bq),
-            queue=QueueServiceClient.from_connection_string(conn, **bq),
-            table=TableServiceClient.from_connection_string(conn, **tb),
+            blob=_service(BlobServiceClient.from_connection_string, conn, **bq),
+            queue=_service(QueueServiceClient.from_connection_string, conn, **bq),
+            table=_service(TableServiceClient.from_connection_string, conn, **tb),
             names=names,
         )
 
@@ -245,9 +321,11 @@ class Storage:
         names: StorageNames | None = None,
     ) -> Storage:
         return cls(
-            blob=BlobServiceClient(blob_url, credential=credential, **_BLOB_QUEUE_RETRY),
-            queue=QueueServiceClient(queue_url, credential=credential, **_BLOB_QUEUE_RETRY),
-            table=TableServiceClient(table_url, credential=credential, **_TABLE_RETRY),
+            blob=_service(BlobServiceClient, blob_url, credential=credential, **_BLOB_QUEUE_RETRY),
+            queue=_service(
+                QueueServiceClient, queue_url, credential=credential, **_BLOB_QUEUE_RETRY
+            ),
+            table=_service(TableServiceClient, table_url, credential=credential, **_TABLE_RETRY),
             names=names,
         )
 
@@ -259,7 +337,12 @@ class Storage:
             if self._ready:
                 return
             self.table_service.create_table_if_not_exists(self.names.ledger_table)
-            for name in (self.names.jobs_queue, self.names.poison_queue):
+            for name in (
+                self.names.jobs_queue,
+                self.names.poison_queue,
+                self.names.checks_queue,
+                self.names.checks_poison_queue,
+            ):
                 _create_queue(self.queue_service.get_queue_client(name))
             for name in (self.names.evidence_container, self.names.lock_container):
                 _create_container(self.blob_service.get_container_client(name))
@@ -267,8 +350,13 @@ class Storage:
 
     @property
     def _table(self) -> TableClient:
-        self.ensure()
-        return self.table_service.get_table_client(self.names.ledger_table)
+        client = self._table_client
+        if client is None:
+            self.ensure()
+            client = self._table_client = self.table_service.get_table_client(
+                self.names.ledger_table
+            )
+        return client
 
     def container(self, name: str) -> ContainerClient:
         self.ensure()
@@ -277,33 +365,60 @@ class Storage:
     def jobs_queue_client(self) -> QueueClient:
         """The job queue, base64 both ways: the Functions queue trigger expects base64
         (docs/sources.md#functions)."""
+        client = self._jobs_queue
+        if client is None:
+            self.ensure()
+            client = self._jobs_queue = self.queue_service.get_queue_client(
+                self.names.jobs_queue,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+            )
+        return client
+
+    def checks_queue_client(self) -> QueueClient:
+        """The sweep's check queue, base64 both ways like the job queue."""
         self.ensure()
         return self.queue_service.get_queue_client(
-            self.names.jobs_queue,
+            self.names.checks_queue,
             message_encode_policy=TextBase64EncodePolicy(),
             message_decode_policy=TextBase64DecodePolicy(),
         )
 
     # -- alerts -------------------------------------------------------------------------------
 
-    def record_alert(self, event: AlertEvent, job_id: str | None = None) -> bool:
+    def record_alert(
+        self,
+        event: AlertEvent,
+        job_id: str | None = None,
+        *,
+        in_scope: Sequence[GatewayId] | None = None,
+    ) -> bool:
         """Record an alert; False when this (alertId, monitorCondition) was already recorded.
+        One conditional insert decides new or duplicate.
 
         Suggested flow: record → if new (or recorded without a job) create_or_join_job →
         attach_alert_job → enqueue when created. Resolved alerts are recorded and start nothing.
+        The row keeps the target list that fits (in-scope gateways first) and counts the rest:
+        `targets` (gateways named) and, given `in_scope`, `out_of_scope`.
         """
+        first = list(in_scope or ())
+        keys = {g.key for g in first}
+        ordered = first + [g for g in event.gateway_ids if g.key not in keys]
         entity = {
             "PartitionKey": "alert",
             "RowKey": _alert_row(event),
             "alert_id": event.alert_id,
             "monitor_condition": event.monitor_condition,
-            "gateways": json.dumps([g.id for g in event.gateway_ids]),
+            "gateways": _fitting_ids(ordered, _MAX_ALERT_TARGETS_JSON),
+            "targets": len(event.gateway_ids),
             "hint": json.dumps(event.hint.to_dict() if event.hint else None),
             "rule": event.rule or "",
             "severity": event.severity or "",
             "received_at": datetime.now(UTC),
             "job_id": job_id or "",
         }
+        if in_scope is not None:
+            entity["out_of_scope"] = len(event.gateway_ids) - len(first)
         if event.fired_at:
             entity["fired_at"] = event.fired_at
         with guard("recording an alert"):
@@ -339,7 +454,20 @@ class Storage:
         hint: Any = None,
         requested_by: str = "",
     ) -> tuple[str, bool]:
-        """The id of the job queued or running for this gateway, or of a new one (created=True).
+        """The id of the job queued or running for this gateway, or of a new one (created=True)."""
+        claim = self.claim_job(gateway_id, kind, mode, hint, requested_by)
+        return claim.job_id, claim.created
+
+    def claim_job(
+        self,
+        gateway_id: GatewayId | str,
+        kind: str,
+        mode: str,
+        hint: Any = None,
+        requested_by: str = "",
+    ) -> JobClaim:
+        """create_or_join_job, also handing back the joined job as read (so callers need not
+        read it again).
 
         The per-gateway "active" marker is claimed with create_entity (409 = someone else won) or
         replaced with an ETag guard when it points at a finished job, so concurrent callers agree
@@ -353,10 +481,10 @@ class Storage:
                 if marker is not None:
                     current = self.get_job(marker["job_id"])
                     if current is not None and not current.state.terminal:
-                        return current.job_id, False
+                        return JobClaim(current.job_id, False, current)
                 job_id = self._insert_job(gkey, kind, str(mode), hint, requested_by)
                 if self._claim_marker(row, gkey, job_id, marker):
-                    return job_id, True
+                    return JobClaim(job_id, True, None)
                 self._table.delete_entity("job", job_id)  # lost the race: join the winner
         raise StorageUnavailable("could not create a job: too much contention on the gateway")
 
@@ -417,10 +545,11 @@ class Storage:
         evidence_ref: str | None = None,
         *,
         details: Mapping[str, Any] | None = None,
+        change_id: str = "",
     ) -> Decision:
         """Append a ledger row: what happened to a gateway (seen, decided, changed, verified, …).
         For cooldown/daily-cap guards record changes as what="changed" with the settings name and
-        thumbprint in `details`."""
+        thumbprint in `details`; `change_id` makes a change row findable by its id alone."""
         now = datetime.now(UTC)
         entity = {
             "PartitionKey": f"decision-{gateway_hash(gateway)}",
@@ -433,6 +562,8 @@ class Storage:
             "evidence_ref": evidence_ref or "",
             "details": json.dumps(dict(details or {}), default=str),
         }
+        if change_id:
+            entity["change_id"] = change_id
         with guard("recording a decision"):
             self._table.create_entity(entity)
         return _decision(entity)
@@ -459,6 +590,38 @@ class Storage:
         """The gateway changes the bot made (for the cooldown and daily cap)."""
         return self.list_decisions(gateway, what="changed", since=since)
 
+    def change_rows(
+        self, gateway: GatewayId | str | None = None, *, change_id: str | None = None
+    ) -> list[Decision]:
+        """Change and rollback rows ("changed", "rollback"), oldest first: one gateway's, the
+        rows of one change id (across gateways), or every gateway's."""
+        query = "(what eq 'changed' or what eq 'rollback')"
+        params: dict[str, Any] = {}
+        if gateway is not None:
+            query += " and PartitionKey eq @pk"
+            params["pk"] = f"decision-{gateway_hash(gateway)}"
+        if change_id is not None:
+            query += " and change_id eq @cid"
+            params["cid"] = change_id
+        with guard("listing changes"):
+            rows = list(self._table.query_entities(query, parameters=params))
+        return sorted((_decision(r) for r in rows), key=lambda d: d.at)
+
+    def list_jobs(
+        self, gateway: GatewayId | str | None = None, *, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Summaries of the newest `limit` jobs (of one gateway), newest first; the large JSON
+        fields (diagnosis, evidence refs) are left out: GET /api/jobs/{id} has them."""
+        query = "PartitionKey eq 'job'"
+        params: dict[str, Any] = {}
+        if gateway is not None:
+            query += " and gateway_id eq @gw"
+            params["gw"] = gateway_key(gateway)
+        with guard("listing jobs"):
+            rows = list(self._table.query_entities(query, parameters=params))
+        rows.sort(key=lambda r: r["RowKey"], reverse=True)  # job ids start with their UTC time
+        return [_job_summary(r) for r in rows[: max(0, limit)]]
+
     # -- queue --------------------------------------------------------------------------------
 
     def enqueue_job(self, job_id: str, *, delay_seconds: int = 0) -> None:
@@ -468,14 +631,17 @@ class Storage:
                 json.dumps({"job_id": job_id}), visibility_timeout=max(0, int(delay_seconds))
             )
 
-    def requeue_if_stale(self, job_id: str, *, stale_after: float = 120.0) -> bool:
-        """Queue a joined job again when it has sat `queued` for a while.
+    def requeue_if_stale(
+        self, job_id: str, *, stale_after: float = 120.0, job: Job | None = None
+    ) -> bool:
+        """Queue a joined job again when it has sat `queued` for a while (`job`: as just read,
+        saving a read).
 
         A caller that created the job may have failed between creating it and queueing it; without
         this, the gateway's active marker would point at a job no message will ever run. A second
         message is harmless: the worker skips finished jobs and serialises on the gateway lease.
         """
-        job = self.get_job(job_id)
+        job = job if job is not None and job.job_id == job_id else self.get_job(job_id)
         if job is None or job.state is not JobState.QUEUED:
             return False
         if datetime.now(UTC) - job.updated_at < timedelta(seconds=stale_after):
@@ -661,6 +827,18 @@ def _credential(kind: str | None, client_id: str | None) -> Any:
     return DefaultAzureCredential()
 
 
+def _fitting_ids(gateways: Sequence[GatewayId], limit: int) -> str:
+    """A JSON list of as many ids as fit in `limit` characters, in order."""
+    kept: list[str] = []
+    size = 2
+    for gid in gateways:
+        size += len(json.dumps(gid.id)) + 2
+        if size > limit:
+            break
+        kept.append(gid.id)
+    return json.dumps(kept)
+
+
 def _alert_row(event: AlertEvent) -> str:
     alert_id, condition = event.dedup_key
     return hashlib.sha256(f"{alert_id}\n{condition}".encode()).hexdigest()
@@ -676,6 +854,32 @@ def _decision(entity: Mapping[str, Any]) -> Decision:
         evidence_ref=entity.get("evidence_ref") or None,
         details=json.loads(entity.get("details") or "{}"),
     )
+
+
+def _job_summary(entity: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        outcome = json.loads(entity.get("outcome") or "null")
+    except ValueError:
+        outcome = None
+    outcome = outcome if isinstance(outcome, dict) else {}
+    return {
+        "job_id": entity["RowKey"],
+        "gateway_id": entity.get("gateway_id", ""),
+        "kind": entity.get("kind", ""),
+        "mode": entity.get("mode", ""),
+        "state": entity.get("state", ""),
+        "requested_by": entity.get("requested_by", ""),
+        "created_at": _iso(entity.get("created_at")),
+        "finished_at": _iso(entity.get("finished_at")),
+        "action": outcome.get("action"),
+        "change": outcome.get("change"),
+        "proposal_id": entity.get("proposal_id") or None,
+        "error": entity.get("error") or None,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else (value or None)
 
 
 def _jsonable(value: Any) -> Any:

@@ -92,6 +92,7 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
         storage.record_decision(job.job_id, target, "writing", "worker", details=change.to_dict())
 
     remediator = ctx.remediator(lease, job_id=job.job_id, before_write=before_write)
+    previews: list[Any] = []  # a rollback's preview, kept in the job's outcome
     try:
         if job.kind == "diagnose":
             from shared.core.report import to_json
@@ -104,7 +105,19 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
             return "diagnosed"
         if job.kind == "approve":
             extra = job.extra or {}
-            outcome = remediator.approve(str(extra.get("proposal_id")), str(extra.get("approver")))
+            outcome = remediator.approve(
+                str(extra.get("proposal_id")),
+                str(extra.get("approver")),
+                change_id=extra.get("change_id") or None,
+            )
+        elif job.kind == "rollback":
+            extra = job.extra or {}
+            outcome = remediator.rollback(
+                gid.id,
+                str(extra.get("change_id")),
+                by=str(extra.get("approver") or job.requested_by),
+                show=previews.append,
+            )
         else:
             requested = Mode(job.mode) if job.mode else None
             outcome = remediator.fix(
@@ -125,6 +138,8 @@ def _run(ctx: AppContext, job: Any, gid: GatewayId, lease: Any, dequeue_count: i
     if job.attempts and outcome.action == "none":
         _credit_earlier_delivery(ctx, job.job_id, gid, outcome)
     result = outcome.to_json()
+    if previews:
+        result["preview"] = previews[-1].to_dict()
     _store_evidence(ctx, job.job_id, outcome.diagnosis, outcome.plan)
     storage.record_decision(
         job.job_id, gid, outcome.action, job.requested_by, details={**result, "mode": outcome.mode}
@@ -249,45 +264,21 @@ def process_poison(ctx: AppContext, body: str, dequeue_count: int = 0) -> str:
     return "failed"
 
 
-def sweep(ctx: AppContext) -> list[str]:
-    """Queue a fix job for every gateway in scope with a backend that is not healthy."""
-    from shared.cloud.arm import ArmClient
-    from shared.core.health import HealthState, parse_backend_health
+def sweep(ctx: AppContext) -> dict[str, Any]:
+    """The sweep timer: enumerate the scope and queue gateway checks (shared.service.sweep)."""
+    from shared.service.sweep import run_sweep
 
-    arm = ArmClient(ctx.settings)
-    queued = []
-    for gid in _gateways_in_scope(ctx, arm):
-        with log_context(gateway=gid.name):
-            try:
-                health = parse_backend_health(arm.backend_health(gid))
-            except BotError as exc:
-                log.warning("sweep: backend health of %s unavailable: %s", gid.name, exc)
-                continue
-            if all(h.health is HealthState.HEALTHY for h in health):
-                continue
-            job_id, created = ctx.storage.create_or_join_job(gid, "fix", "", requested_by="sweep")
-            if created:
-                ctx.storage.enqueue_job(job_id)
-            else:
-                ctx.storage.requeue_if_stale(job_id)
-            queued.append(job_id)
-    return queued
+    return run_sweep(ctx).to_dict()
 
 
-def _gateways_in_scope(ctx: AppContext, arm: Any) -> list[GatewayId]:
-    found: dict[str, GatewayId] = {}
-    for scope in ctx.settings.scopes:
-        parts = scope.strip("/").split("/")
-        try:
-            if len(parts) >= 8:
-                gids = [parse_gateway_id(scope)]
-            else:
-                group = parts[3] if len(parts) >= 4 else None
-                docs = arm.list_gateways(parts[1], group)
-                gids = [parse_gateway_id(d.get("id")) for d in docs if d.get("id")]
-        except BotError as exc:
-            log.warning("sweep: cannot list %s: %s", scope, exc)
-            continue
-        for gid in gids:
-            found.setdefault(gid.key, gid)
-    return list(found.values())
+def process_check(ctx: AppContext, body: str, dequeue_count: int = 1) -> dict[str, Any]:
+    """One gateway-check message of the sweep (shared.service.sweep)."""
+    from shared.service.sweep import process_check as run_check
+
+    return run_check(ctx, body, dequeue_count)
+
+
+def process_check_poison(ctx: AppContext, body: str, dequeue_count: int = 0) -> str:
+    from shared.service.sweep import process_check_poison as give_up
+
+    return give_up(ctx, body, dequeue_count)

@@ -64,11 +64,27 @@ HTTP_FUNCTIONS = {
     "list_proposals": ("proposals", ["GET"]),
     "get_proposal": ("proposals/{id}", ["GET"]),
     "decide_proposal": ("proposals/{id}/{decision:regex(^(approve|reject)$)}", ["POST"]),
+    "review_proposal": ("proposals/{id}/review", ["GET"]),
+    "list_jobs": ("jobs", ["GET"]),
+    "list_changes": ("changes", ["GET"]),
+    "get_change": ("changes/{id}", ["GET"]),
+    "rollback_change": ("changes/{id}/rollback", ["POST"]),
 }
+# A browser opened from a notification link has no function key: the review page and its
+# Approve/Reject buttons are anonymous at the host and guarded by App Service Authentication
+# (the handlers answer 401 without a signed-in caller; docs/operations.md).
+BROWSER_FUNCTIONS = {"review_proposal", "decide_proposal"}
 
 
 def test_every_function_is_declared(bindings: dict[str, list[dict[str, Any]]]) -> None:
-    assert set(bindings) == {*HTTP_FUNCTIONS, "worker", "poison", "sweep"}
+    assert set(bindings) == {
+        *HTTP_FUNCTIONS,
+        "worker",
+        "poison",
+        "checks",
+        "checks_poison",
+        "sweep",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(HTTP_FUNCTIONS))
@@ -81,8 +97,8 @@ def test_http_routes_methods_and_function_keys(
     assert trigger["route"] == route
     assert [m.upper() for m in trigger["methods"]] == methods
     # Action groups call the Azure Function receiver with the function key
-    # (docs/sources.md#action-groups).
-    assert trigger["authLevel"] == "FUNCTION"
+    # (docs/sources.md#action-groups); so does every automation route.
+    assert trigger["authLevel"] == ("ANONYMOUS" if name in BROWSER_FUNCTIONS else "FUNCTION")
     [output] = [b for b in bindings[name] if b["direction"] == "OUT"]
     assert output["type"] == "http" and output["name"] == "$return"
 
@@ -103,7 +119,13 @@ def test_the_routes_resolve_as_the_host_would() -> None:
 
 
 @pytest.mark.parametrize(
-    "name, queue", [("worker", "remediation-jobs"), ("poison", "remediation-jobs-poison")]
+    "name, queue",
+    [
+        ("worker", "remediation-jobs"),
+        ("poison", "remediation-jobs-poison"),
+        ("checks", "remediation-jobs-checks"),
+        ("checks_poison", "remediation-jobs-checks-poison"),
+    ],
 )
 def test_queue_triggers(bindings: dict[str, list[dict[str, Any]]], name: str, queue: str) -> None:
     [trigger] = bindings[
@@ -126,4 +148,5 @@ def test_queue_name_and_schedule_follow_the_app_settings() -> None:
     found = _index({**os.environ, "JOBS_QUEUE": "other-jobs", "SWEEP_SCHEDULE": "0 0 * * * *"})
     assert _trigger(found["worker"])["queueName"] == "other-jobs"
     assert _trigger(found["poison"])["queueName"] == "other-jobs-poison"
+    assert _trigger(found["checks"])["queueName"] == "other-jobs-checks"
     assert _trigger(found["sweep"])["schedule"] == "0 0 * * * *"

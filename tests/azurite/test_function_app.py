@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from sandbox.alerts import common_alert
 from sandbox.azurite import start_azurite
 from shared.core.health import HealthState
 
-from .conftest import KEY, WAIT, Factory, Reply, http
+from .conftest import KEY, WAIT, BotApp, Factory, Reply, http
 
 # ---- the alert path ---------------------------------------------------------------------------
 
@@ -224,20 +225,36 @@ def test_poisoned_job_is_recorded_as_failed(bot_app: Factory) -> None:
     assert app.call("POST", app.gateway_path("diagnose"), {}).json()["joined"] is False
 
 
+def _swept(app: BotApp) -> list[dict[str, Any]]:
+    """Run the sweep timer and wait for its gateway checks (the checks queue trigger)."""
+    before = {r["sweep"] for r in app.rows("check")}
+    assert app.runner.run_timer("sweep").ok
+    deadline = time.monotonic() + WAIT
+    while True:
+        rows = [r for r in app.rows("check") if r["sweep"] not in before]
+        if rows and all(r["state"] == "done" for r in rows):
+            return rows
+        assert time.monotonic() < deadline, f"sweep checks not done: {rows}"
+        time.sleep(0.1)
+
+
 def test_sweep_queues_a_job_for_an_unhealthy_gateway(bot_app: Factory) -> None:
     app = bot_app("ilb-ase-v1", worker=False, REMEDIATION_MODE="apply")
-    assert app.runner.run_timer("sweep").ok
+    [check] = _swept(app)
+    assert check["result"] == "unhealthy"  # UnhealthyHostCount > 0: the metric said so
     [job] = app.jobs()
     assert job["gateway_id"] == app.gateway_id.lower() and job["requested_by"] == "sweep"
+    assert check["job_id"] == job["RowKey"]
     assert app.queued_messages() == 1
-    assert app.runner.run_timer("sweep").ok  # a second sweep joins the queued job
+    _swept(app)  # a second sweep joins the queued job
     assert len(app.jobs()) == 1 and app.queued_messages() == 1
 
 
 def test_sweep_leaves_a_healthy_gateway_alone(bot_app: Factory) -> None:
     app = bot_app("healthy", worker=False, REMEDIATION_MODE="apply")
     assert app.health() == [HealthState.HEALTHY]
-    assert app.runner.run_timer("sweep").ok
+    [check] = _swept(app)
+    assert check["result"] == "healthy"
     assert app.jobs() == [] and app.queued_messages() == 0
     assert [r for r in app.arm_requests() if r["method"] == "GET"]  # it did look
 
@@ -311,8 +328,12 @@ def test_proposal_approved_through_the_api_is_applied(bot_app: Factory) -> None:
 
     approved = app.call("POST", approve, {}, headers=_as(ALICE))
     assert approved.status == 202, approved.body
+    change = approved.json()["change"]  # named before the job runs (issue 13)
+    assert app.call("GET", f"changes/{change}").status == 404
     done = app.wait_job(approved.json()["job"])
     assert done["state"] == "succeeded" and done["kind"] == "approve"
+    assert done["outcome"]["change"] == change
+    assert app.call("GET", f"changes/{change}").json()["by"] == ALICE
     assert done["outcome"]["action"] == "applied" and done["outcome"]["verified"] is True
     assert done["outcome"]["proposal"] == proposal_id
     assert app.call("GET", f"proposals/{proposal_id}").json()["status"] == "applied"

@@ -270,3 +270,150 @@ def test_addresses_in_request_bodies_are_never_probed(bot_app: Factory, tripwire
     job = app.storage.get_job(jobs[1])
     assert job is not None and job.diagnosis
     assert where not in json.dumps(job.diagnosis)
+
+
+# ---- errors classified (issue 13): input is 4xx, storage down is 503, nothing written ---------
+
+ALICE = "alice@contoso.com"
+# 100 000 levels: deeper than any recursive parser follows, still under the 256 KB body cap.
+NESTED = b'{"mode": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def _principal(value: Any) -> str:
+    import base64
+
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.b64encode(raw).decode()
+
+
+@pytest.fixture
+def signed_in_app(bot_app: Factory) -> Iterator[BotApp]:
+    """App Service Authentication on (the runner passes principal headers), apply mode."""
+    yield bot_app(
+        "ilb-ase-v1",
+        easy_auth=True,
+        REMEDIATION_MODE="apply",
+        APPROVERS=ALICE,
+        WEBSITE_AUTH_ENABLED="True",
+    )
+
+
+def test_deeply_nested_bodies_get_400_json_and_write_nothing(signed_in_app: BotApp) -> None:
+    app = signed_in_app
+    me = {"x-ms-client-principal-name": ALICE}
+    for path in (app.gateway_path("fix"), app.gateway_path("diagnose"), "proposals/p-1/approve"):
+        reply = app.call("POST", path, raw=NESTED, headers=me)
+        assert_refused(reply, 400)
+        assert "nested too deeply" in reply.json()["error"]["message"], path
+    assert_refused(app.post_alert(None, raw=NESTED), 400)
+    assert_nothing_written(app)
+    assert app.alert_rows() == []
+
+
+def test_malformed_client_principal_gets_401_json_and_writes_nothing(
+    signed_in_app: BotApp,
+) -> None:
+    app = signed_in_app
+    for principal in (
+        "!!! not base64 !!!",
+        _principal(b"not json"),
+        _principal(b"\xff\xfe\x00garbage"),
+        _principal([1, 2]),
+        _principal({"claims": 5}),
+        _principal({"claims": [1, "x"]}),
+        _principal(b"[" * 3000 + b"]" * 3000),
+        _principal(b'{"claims": [' * 1200 + b"]}" * 1200),
+        "A" * 20_000,
+    ):
+        for path in (app.gateway_path("fix"), "proposals/p-1/approve"):
+            reply = app.call("POST", path, {}, headers={"x-ms-client-principal": principal})
+            assert_refused(reply, 401)
+            assert reply.json()["error"]["code"] == "Unauthenticated", principal[:40]
+    for name in ("alice\x01@contoso.com", "a" * 300):
+        reply = app.call(
+            "POST", "proposals/p-1/approve", {}, headers={"x-ms-client-principal-name": name}
+        )
+        assert_refused(reply, 401)
+    # A readable principal still names the caller (the claim App Service writes).
+    good = _principal({"claims": [{"typ": "preferred_username", "val": ALICE}]})
+    reply = app.call("POST", "proposals/p-1/approve", {}, headers={"x-ms-client-principal": good})
+    assert reply.status == 404, reply.body  # authenticated; the proposal does not exist
+    assert_nothing_written(app)
+
+
+def _foreign_ids(count: int) -> list[str]:
+    """Gateways in another subscription, with long (valid) names: 240 of them make a target list
+    of about 60 000 characters, over a table property's 64 KiB once stored as UTF-16."""
+    return [
+        f"/subscriptions/{OTHER_SUB}/resourceGroups/rg-{'x' * 80}-{n:03d}"
+        f"/providers/Microsoft.Network/applicationGateways/agw-{'y' * 80}-{n:03d}"
+        for n in range(count)
+    ]
+
+
+def test_an_alert_naming_240_targets_is_stored_trimmed_and_its_gateway_gets_a_job(
+    bot_app: Factory,
+) -> None:
+    app = bot_app("ilb-ase-v1", worker=False, REMEDIATION_MODE="apply")
+    alert = common_alert(app.gateway_id)
+    alert["data"]["essentials"]["alertTargetIDs"] = [*_foreign_ids(239), app.gateway_id]
+    assert len(json.dumps(alert)) < 256 * 1024
+
+    reply = app.post_alert(alert)
+
+    assert reply.status == 202, reply.body
+    [job_id] = reply.json()["jobs"]
+    [job] = app.jobs()
+    assert job["RowKey"] == job_id and job["gateway_id"] == app.gateway_id.lower()
+    [row] = app.alert_rows()
+    assert (row["targets"], row["out_of_scope"]) == (240, 239)
+    stored = json.loads(row["gateways"])
+    assert stored[0] == app.gateway_id and 1 < len(stored) < 240  # in scope first, what fits
+    # Out-of-scope targets are counted on the alert's row, not written one ledger row each.
+    assert sorted(r["PartitionKey"] for r in all_rows(app)) == sorted(
+        ["alert", "job", "active", f"decision-{_hash(app.gateway_id)}"]
+    )
+    assert app.puts() == []
+    again = app.post_alert(alert)
+    assert again.status == 202 and again.json() == {"status": "duplicate", "jobs": [job_id]}
+
+
+def test_200_out_of_scope_targets_write_one_row(guarded_app: BotApp) -> None:
+    app = guarded_app
+    alert = common_alert(out_of_scope_id(app))
+    alert["data"]["essentials"]["alertTargetIDs"] = _foreign_ids(200)
+    for _ in range(3):  # the action group's retries are refused the same way
+        assert_refused(app.post_alert(alert), 403)
+    [row] = all_rows(app)
+    assert row["PartitionKey"] == "alert"
+    assert (row["targets"], row["out_of_scope"]) == (200, 200)
+    assert_nothing_written(app)
+
+
+def test_a_request_storage_refuses_is_500_not_503() -> None:
+    """A 400 from storage (a property over 64 KiB, say) is our bug: retrying cannot help, so the
+    action group must not be told to (503); an outage still is."""
+    from shared.service.api import guarded
+    from shared.service.storage import StorageRejected, StorageUnavailable
+
+    def refused() -> Any:
+        raise StorageRejected("storage refused the request while recording an alert: 400")
+
+    def down() -> Any:
+        raise StorageUnavailable("storage unavailable while recording an alert: timeout")
+
+    assert guarded(refused).status == 500
+    assert guarded(refused).body["error"]["code"] == "InternalError"
+    assert guarded(down).status == 503 and guarded(down).headers["Retry-After"]
+
+
+def all_rows(app: BotApp) -> list[dict[str, Any]]:
+    app.storage.ensure()
+    table = app.storage.table_service.get_table_client(app.storage.names.ledger_table)
+    return list(table.list_entities())
+
+
+def _hash(gateway: str) -> str:
+    from shared.service.storage import gateway_hash
+
+    return gateway_hash(gateway)

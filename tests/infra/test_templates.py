@@ -18,6 +18,7 @@ import infra_checks as checks  # loaded from infra/checks.py by conftest.py
 import pytest
 
 from shared.cloud.arm import ARM_ACTIONS, LINKED_RESOURCE_ACTIONS, LINKED_RESOURCE_READS
+from shared.cloud.monitor import METRICS_ACTION
 from shared.common.settings import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +123,11 @@ def test_gateway_role_grants_exactly_the_arm_calls_the_bot_makes(rbac: Any) -> N
     role = _role(rbac, _symbol(grant.params["roleDefinitionName"]))
     (tracking,) = rbac.modules("modules/rbac-operations.bicep")
     operations = _role(rbac, _symbol(tracking.params["roleDefinitionName"]))
-    assert role.actions | operations.actions == set(ARM_ACTIONS.values())
+    (sweeping,) = rbac.modules("modules/rbac-subscription.bicep")
+    sweep = _role(rbac, _symbol(sweeping.params["roleDefinitionName"]))
+    assert role.actions | operations.actions | sweep.actions == set(ARM_ACTIONS.values()) | {
+        METRICS_ACTION
+    }
     assert operations.actions == OPERATION_ACTIONS
     assert not role.actions & OPERATION_ACTIONS, "operation reads on the gateway are useless"
     for granted in (role, operations):
@@ -149,6 +154,26 @@ def test_operation_tracking_is_granted_on_each_gateways_resource_group(
     template = templates["modules/rbac-operations.bicep"]
     (assignment,) = template.resources(ROLE_ASSIGNMENTS)
     assert "scope" not in assignment.body, "assigned on the module's group itself"
+
+
+def test_sweep_reads_gateways_and_metrics_on_each_gateways_subscription(
+    templates: dict[str, Any], rbac: Any
+) -> None:
+    """The metrics batch API (metrics:getBatch) is authorized at the subscription, and the sweep
+    lists each subscription's gateways (for their regions): read only, nothing else."""
+    (sweeping,) = rbac.modules("modules/rbac-subscription.bicep")
+    sweep = _role(rbac, _symbol(sweeping.params["roleDefinitionName"]))
+    assert sweep.actions == {"Microsoft.Network/applicationGateways/read", METRICS_ACTION}
+    assert not sweep.not_actions and not sweep.data_actions
+    subscriptions = sweeping.loop["detail"]["array_name"]
+    union = rbac.variables[subscriptions]["function"]
+    assert union["type"] == "union", "each subscription once"
+    per_gateway = rbac.variables[union["parameters"]["arg_1"]]
+    assert per_gateway["loop_type"]["detail"]["array_name"] == "gatewayIds"
+    assert _call(sweeping.body["scope"])["type"] == "subscription"
+    template = templates["modules/rbac-subscription.bicep"]
+    (assignment,) = template.resources(ROLE_ASSIGNMENTS)
+    assert "scope" not in assignment.body, "assigned on the module's subscription itself"
 
 
 def test_gateway_role_is_assigned_on_the_gateway(templates: dict[str, Any]) -> None:
@@ -335,6 +360,8 @@ def test_storage_is_identity_only_with_the_bots_queues_tables_and_containers(
     assert names("Microsoft.Storage/storageAccounts/queueServices/queues") == {
         queue,
         "${jobsQueueName}-poison",
+        "${jobsQueueName}-checks",
+        "${jobsQueueName}-checks-poison",
     }
     assert storage.parameters["jobsQueueName"]["default"] == queue
     assert names("Microsoft.Storage/storageAccounts/tableServices/tables") == {

@@ -34,6 +34,7 @@ from shared.cloud.arm import (
 )
 from shared.cloud.arm import ArmError as BotArmError
 from shared.cloud.authz import missing_permission
+from shared.cloud.monitor import METRICS_ACTION, MetricsReader
 from shared.common.settings import load_settings
 from shared.remediation.retry import Verdict, decide_retry
 
@@ -228,6 +229,7 @@ def test_infra_grants_are_placed_where_the_bicep_assigns_them() -> None:
     assert placed == {
         ("gatewayRole", GW),
         ("operationsRole", RG),
+        ("sweepRole", SUB),
         ("publicIpJoinRole", f"{RG}/providers/Microsoft.Network/publicIPAddresses/pip"),
     }
 
@@ -235,7 +237,7 @@ def test_infra_grants_are_placed_where_the_bicep_assigns_them() -> None:
 def test_every_action_infra_grants_is_an_action_of_the_bots_calls() -> None:
     """The other direction of tests/infra's check: nothing granted that no code path needs."""
     needed = set(ARM_ACTIONS.values()) | set(LINKED_RESOURCE_ACTIONS.values())
-    needed |= set(LINKED_RESOURCE_READS.values())
+    needed |= set(LINKED_RESOURCE_READS.values()) | {METRICS_ACTION}
     assert {a.lower() for a in _granted_actions()} == {a.lower() for a in needed}
 
 
@@ -283,6 +285,13 @@ def _fix(handle: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return bot, bot.fix(handle.gateway_ids[0], requester="alice")
 
 
+def _prefilter(handle: SandboxHandle) -> Any:
+    """The sweep's pre-filter on the gateway: UnhealthyHostCount through metrics:getBatch."""
+    gid = handle.gateway_ids[0]
+    reader = MetricsReader(load_settings())
+    return reader.unhealthy_hosts(str(handle.arm.gateway_location(gid)), [gid])
+
+
 def _accepted_puts(handle: SandboxHandle) -> int:
     return sum(1 for r in handle.arm._requests if r["method"] == "PUT" and r["status"] < 400)
 
@@ -295,6 +304,7 @@ def test_every_action_infra_grants_is_used_by_a_bot_run(
     handle = sandbox_factory(_scenario(tmp_path), probe_interval_seconds=30)  # rbac="infra"
     _, outcome = _fix(handle, tmp_path, monkeypatch)
     assert (outcome.action, outcome.arm_writes, outcome.verified) == ("applied", 1, True)
+    assert list(_prefilter(handle).values()) == [0]  # the sweep: healthy after the fix
     auth = handle.authorizer
     assert not [c for c in auth.checks if not c.allowed], "the bot needed an ungranted action"
     granted = {a.lower() for a in _granted_actions()}
@@ -326,6 +336,14 @@ def test_removing_one_action_from_infra_stops_the_bot(
     # On-demand health is asked for only while periodic health is stale (3 s here).
     options = {"probe_interval_seconds": 3} if action == ON_DEMAND else {}
     handle = sandbox_factory(_scenario(tmp_path), rbac=str(infra), **options)
+    if action == METRICS_ACTION:
+        # Only the sweep's pre-filter needs it: refused at the subscription, named in the error.
+        with pytest.raises(BotArmError) as refused:
+            _prefilter(handle)
+        assert refused.value.status == 403 and action in str(refused.value)
+        denied = {c.action for c in handle.authorizer.checks if not c.allowed}
+        assert denied == {action}
+        return
     before = copy.deepcopy(handle.arm.gateway_document(handle.gateway_ids[0]))
     bot, outcome = _fix(handle, tmp_path, monkeypatch)
     denied = {c.action for c in handle.authorizer.checks if not c.allowed}
