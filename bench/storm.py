@@ -8,10 +8,11 @@ and 2 times `Resolved`, shuffled (fixed seed) and posted concurrently by a threa
 post's latency is measured by the client. REMEDIATION_MODE is diagnose, so jobs are cheap and
 the bot must write nothing: ARM PUTs are counted from the emulator's control endpoint.
 
-As in Azure, only the function app runs in this process: the sandbox (ARM and the backends,
-`python -m sandbox serve`) and the client (the action group) each run in a child process. In one
-interpreter their TLS and HTTP work competed with the app for the GIL and was counted as the app's
-latency (docs/performance.md, storm).
+Processes as in Azure: this one runs the app's HTTP functions (alerts among them); the queue
+worker and the timer run in a child process, as Flex Consumption's per-function scaling puts them on
+instances of their own; the sandbox (ARM and the backends, `python -m sandbox serve`) and the
+client (the action group) run in child processes too. In one interpreter their work competed with
+the alert handler for the GIL and counted as its latency (docs/performance.md, storm).
 """
 
 from __future__ import annotations
@@ -161,6 +162,76 @@ def _warm_up(base: str, key: str, gateway_id: str) -> float:
     return round(time.perf_counter() - started, 2)
 
 
+def _functions(app: Any) -> tuple[list[str], list[str]]:
+    """(HTTP functions, the others) of a FunctionApp."""
+    app.functions_bindings = None  # azure-functions remembers names between get_functions()
+    http: list[str] = []
+    other: list[str] = []
+    for fn in app.get_functions():
+        bindings = json.loads(fn.get_function_json())["bindings"]
+        name = fn.get_function_name() or fn.get_user_function().__name__
+        (http if any(b["type"] == "httpTrigger" for b in bindings) else other).append(name)
+    return http, other
+
+
+def _disabled(names: list[str]) -> dict[str, str]:
+    """The host's way to switch functions off (docs/sources.md#functions)."""
+    return {f"AzureWebJobs.{name}.Disabled": "true" for name in names}
+
+
+@contextmanager
+def _worker_process(env: dict[str, str], connection: str) -> Iterator[None]:
+    """The app's queue and timer functions in a child process (`python -m bench.storm --worker`),
+    as on Flex Consumption; stopped with SIGTERM."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.storm", "--worker"],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(json.dumps({"env": env, "connection": connection}))
+        child.stdin.close()
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the worker process did not start")
+        yield
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _serve_worker(config: dict[str, Any]) -> None:
+    """Child side of _worker_process: a runner with every HTTP function off, until SIGTERM."""
+    import threading
+
+    import function_app
+    from sandbox.demo import sandbox_environment
+    from sandbox.funcrunner import FunctionRunner
+
+    logging.getLogger().setLevel(logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    http, _ = _functions(function_app.app)
+    env = {**config["env"], **_disabled(http)}
+    with (
+        sandbox_environment(env),
+        FunctionRunner(
+            function_app.app,
+            env=env,
+            connection=config["connection"],
+            keys={"k": secrets.token_urlsafe(24)},  # no HTTP function here: never used
+        ),
+    ):
+        print("ready", flush=True)
+        stop.wait()
+
+
 def _storm_in_child(base: str, key: str, posts: list[dict[str, Any]], workers: int) -> Any:
     """_storm in a child interpreter (`python -m bench.storm --client`): the action group is not
     in the app's process."""
@@ -231,6 +302,8 @@ def run(total: int, workers: int, *, timing: str = "scenario") -> dict[str, Any]
             azurite = start_azurite(Path(tmp) / "azurite")
             env = {
                 **sandbox_env,
+                # Backend health polls every second, as in `make demo` (deployed: 10 s; NRP sends
+                # no Retry-After). 0 busy-looped ~100 polls a job: a CPU load no deployment has.
                 "ARM_POLLING_INTERVAL": "1",
                 "VERIFY_DEADLINE_SECONDS": "0",
                 "COOLDOWN_MINUTES": "0",
@@ -238,10 +311,15 @@ def run(total: int, workers: int, *, timing: str = "scenario") -> dict[str, Any]
             gateway_ids = [g for g in sandbox_env["SANDBOX_GATEWAY_IDS"].split(",") if g]
             warm = [g for g in gateway_ids if g.endswith("/" + WARM_GATEWAY)]
             posts = storm_payloads([g for g in gateway_ids if g not in warm], total)
+            _, background = _functions(function_app.app)
             with (
                 sandbox_environment(env),
+                _worker_process(env, azurite.connection_string),
                 FunctionRunner(
-                    function_app.app, env=env, connection=azurite.connection_string, keys={"k": key}
+                    function_app.app,
+                    env={**env, **_disabled(background)},
+                    connection=azurite.connection_string,
+                    keys={"k": key},
                 ) as runner,
             ):
                 warmup_seconds = _warm_up(runner.url, key, warm[0])
@@ -297,6 +375,9 @@ def rows(result: dict[str, Any]) -> list[list[Any]]:
         ]
     ]
 
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    _serve_worker(json.load(sys.stdin))
 
 if __name__ == "__main__" and sys.argv[1:] == ["--client"]:
     # The storm client (see _storm_in_child): a JSON request on stdin, the result on stdout.

@@ -5,8 +5,9 @@ backend health; posts a real common-schema alert to /api/alerts; follows the job
 diagnosis; writes the exported CER; lets the policy apply the fix (or, for a proposal, approves it
 through the API as a signed-in approver); shows the backend health again. A scenario with several
 gateways (`multi`) goes through each in turn. Ends with one JSON line:
-{"scenario", "before", "after", "arm_writes", "seconds", "job", "gateways": [{"gateway", "before",
-"after", "job"}]}; before/after are "healthy" only when every gateway is.
+{"scenario", "before", "after", "arm_writes", "seconds", "job"}, and with several gateways also
+"gateways": [{"gateway", "before", "after", "job"}]; before/after then say "healthy" only when
+every gateway is, and "job" is the first gateway's.
 """
 
 from __future__ import annotations
@@ -164,15 +165,17 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
                     _one_gateway(client, runner.url, key, gateway_id, out_dir, interval)
                 )
     healthy = all(g["after"] == "healthy" for g in gateways)
-    return {
+    result: dict[str, Any] = {
         "scenario": scenario,
         "before": "healthy" if all(g["before"] == "healthy" for g in gateways) else "unhealthy",
         "after": "healthy" if healthy else "unhealthy",
         "arm_writes": _arm_puts(handle),
         "seconds": 0.0,
         "job": gateways[0]["job"],
-        "gateways": gateways,
     }
+    if len(gateways) > 1:  # one gateway: exactly the issue-5 contract
+        result["gateways"] = gateways
+    return result
 
 
 def _one_gateway(

@@ -28,3 +28,11 @@ def test_disabled_writes_nothing() -> None:
     with StderrProgress(out, enabled=False) as progress:
         progress("reading the gateway agw")
     assert out.getvalue() == "" and not progress.used
+
+
+def test_a_phase_naming_control_characters_stays_one_line() -> None:
+    stream = io.StringIO()
+    progress = StderrProgress(stream, heartbeat=0, clock=lambda: 0.0)
+    progress("probing sni 'a\x85b\nc\x1b[2J'")
+    [line] = stream.getvalue().splitlines()
+    assert line == "[    0.0s] probing sni 'a\\x85b\\nc\\x1b[2J'"

@@ -10,6 +10,7 @@ ApplicationGatewayBackendHealthGet.json).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import threading
@@ -400,3 +401,20 @@ def test_a_bare_gateway_name_needs_resource_group_and_subscription(
     assert resolve_gateway("agw-1", resource_group="rg-1", subscription=sub).id == full
     assert resolve_gateway("rg-1/agw-1", subscription=sub).id == full
     assert resolve_gateway(full).id == full
+
+
+@pytest.mark.sandbox
+@pytest.mark.timeout(120)
+def test_a_bare_gateway_name_reads_the_gateway_in_azure_subscription_id(
+    sandbox_factory: Callable[[str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    handle = sandbox_factory("ilb-ase-v1")
+    subscription = handle.gateway_ids[0].split("/")[2]
+    assert os.environ.get("AZURE_SUBSCRIPTION_ID") == subscription
+    by_id = run(["diagnose", "--gateway-id", handle.gateway_ids[0], "--no-probe"], capsys)
+    for argv in (
+        ["--gateway-id", "agw-ase-v1", "--resource-group", "rg-ase"],
+        ["--gateway-id", "rg-ase/agw-ase-v1"],
+    ):
+        assert run(["diagnose", *argv, "--no-probe", "--quiet"], capsys)[:2] == by_id[:2]
+    assert _puts(handle) == 0

@@ -154,7 +154,7 @@ def _load_from_arm(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _warn(message: str) -> None:
     """A warning line on stderr (not progress: --quiet keeps it)."""
-    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.write(f"warning: {_one_line(message)}\n")
 
 
 def _timeout(args: argparse.Namespace) -> float:
@@ -307,7 +307,9 @@ def _resolve_gateway(args: argparse.Namespace) -> None:
 
 
 def _one_line(message: object) -> str:
-    return " ".join(str(message).split()) or "unexpected failure"
+    from shared.cli.progress import printable
+
+    return printable(" ".join(str(message).split())) or "unexpected failure"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

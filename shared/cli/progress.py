@@ -19,6 +19,14 @@ from typing import TextIO
 HEARTBEAT_SECONDS = 30.0
 
 
+def printable(text: str) -> str:
+    """Control and line-breaking characters escaped: a phase names what it touches (an SNI, a
+    host name from a document), and no such value may break the line or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 class StderrProgress:
     """A `shared.common.progress.Progress` that writes to `stream` (default: sys.stderr)."""
 
@@ -55,7 +63,7 @@ class StderrProgress:
 
     def _write(self, message: str) -> None:
         stream = self._stream or sys.stderr
-        stream.write(f"[{self._clock() - self._start:7.1f}s] {message}\n")
+        stream.write(f"[{self._clock() - self._start:7.1f}s] {printable(message)}\n")
         stream.flush()
 
     def _beat(self) -> None:

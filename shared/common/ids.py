@@ -97,12 +97,12 @@ def resolve_gateway(
     group = group or (resource_group or "").strip()
     if not name or not group:
         raise ResourceIdError(
-            f"{text[:100]!r} is not a gateway resource id; a bare name needs --resource-group "
-            "(or RG/NAME) and AZURE_SUBSCRIPTION_ID"
+            f"not an Application Gateway resource id: {text[:100]!r}; a bare name needs "
+            "--resource-group (or RG/NAME) and AZURE_SUBSCRIPTION_ID"
         )
     if not (subscription or "").strip():
         raise ResourceIdError(
-            f"gateway {text[:100]!r} is a name, not a resource id: set AZURE_SUBSCRIPTION_ID "
-            "or pass the full id"
+            f"not an Application Gateway resource id: {text[:100]!r} is a name; set "
+            "AZURE_SUBSCRIPTION_ID or pass the full id"
         )
     return gateway_id(str(subscription).strip(), group, name)

@@ -3,7 +3,8 @@ a JSON body out. function_app.py maps them to routes.
 
 Every answer is JSON; errors are `{"error": {"code", "message"}}` with a proper status and never a
 traceback. Action groups retry only 408/429/503/504 (docs/sources.md#action-groups): a bad payload
-gets 400 (not retried), storage trouble 503 (retried).
+gets 400 (not retried), storage unreachable or failing 503 (retried), a request storage refuses
+as malformed 500 (our bug: retrying cannot help).
 """
 
 from __future__ import annotations

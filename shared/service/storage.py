@@ -10,7 +10,8 @@ Ledger table layout (one table, PartitionKey/RowKey by record kind):
 Action groups retry and send duplicates, so the alert path deduplicates on (alertId,
 monitorCondition) and coalesces with an active job (docs/sources.md#action-groups).
 Every storage failure surfaces as StorageUnavailable so the HTTP layer can answer 503, the one
-answer an action group retries on (docs/sources.md#action-groups).
+answer an action group retries on (docs/sources.md#action-groups); a request storage refuses as
+malformed (400/413) as its subclass StorageRejected, a bug the HTTP layer answers 500.
 """
 
 from __future__ import annotations

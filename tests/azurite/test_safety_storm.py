@@ -110,6 +110,7 @@ def test_alert_storm_one_write_per_gateway_every_alert_recorded_no_5xx(
     keys = Counter((r["alert_id"].rsplit("/", 1)[-1], r["monitor_condition"]) for r in rows)
     assert len(keys) == len(rows) == GATEWAYS * ALERTS_PER_GATEWAY * 2
     assert set(keys.values()) == {1}
+    assert {(r["targets"], r["out_of_scope"]) for r in rows} == {(1, 0)}
     # Each Fired instance is linked to a job of its own gateway.
     by_id = {j["RowKey"]: j for j in jobs}
     for row in rows:
