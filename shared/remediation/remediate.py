@@ -649,7 +649,8 @@ class Remediator:
             change=change.id,
             plan=plan_to_dict(final),
             verification=checks,
-            reason=f"{final.action.value} on {', '.join(final.settings_names)}",
+            reason=f"{final.action.value} on {', '.join(final.settings_names)}"
+            + (f"; {written.note}" if written.note else ""),
         )
         self._notify(
             "applied",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.cloud.arm import ArmClient, ArmError, GatewayDocument, LroFailed
+from shared.cloud.authz import missing_permission
 from shared.common.errors import BotError
 from shared.common.ids import GatewayId
 from shared.common.progress import Progress, no_progress
@@ -43,6 +44,9 @@ class WriteResult:
     before: GatewayDocument  # the document the body was built from
     after: GatewayDocument | None  # None when there was nothing to write
     writes: int  # PUT requests sent
+    # Why the result was read from the gateway rather than from ARM's operation status (for
+    # example a 403 on the status URL: the identity cannot track operations); "" otherwise.
+    note: str = ""
 
 
 def is_failed(doc: GatewayDocument) -> bool:
@@ -53,6 +57,17 @@ def is_busy(doc: GatewayDocument) -> bool:
     """Another operation runs on the gateway: `Updating` in the PUT body and on GET until it
     ends (tests/data/recorded/cli_ag_auth_cert_v1.json idx 7-16, cli_ag_root_cert_v2.json)."""
     return (doc.provisioning_state or "").lower() == "updating"
+
+
+def _untracked(error: LroFailed) -> str:
+    """The operator's note when ARM accepted the PUT but its status was not Succeeded: what
+    went wrong, and for a 403 the action and scope to grant."""
+    missing = missing_permission(error.codes, str(error))
+    what = missing.describe() if missing else str(error)
+    return (
+        f"ARM accepted the update but its operation status was not Succeeded ({what}); "
+        "the result was read from the gateway"
+    )
 
 
 class GatewayWriter:
@@ -125,7 +140,7 @@ class GatewayWriter:
                         if settled is not None:
                             # Failed (the caller rolls back what we added), or our change is in
                             # the document although a status poll failed: written either way.
-                            return WriteResult(current, settled, writes)
+                            return WriteResult(current, settled, writes, _untracked(exc))
                     decision = decide_retry(
                         exc, attempt, base=float(self.settings["WRITE_BACKOFF_SECONDS"])
                     )

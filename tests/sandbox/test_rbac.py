@@ -358,6 +358,8 @@ def test_removing_one_action_from_infra_stops_the_bot(
         # change in place and counts it written (never a proposal or a second write for it).
         assert (outcome.action, outcome.arm_writes, _accepted_puts(handle)) == ("applied", 1, 1)
         assert outcome.proposal is None
+        # The operator still learns what to grant: the outcome names the untracked operation.
+        assert "AuthorizationFailed" in outcome.reason and action in outcome.reason
         return
     assert outcome.action in {"refused", "failed"}, outcome.reason
     assert "AuthorizationFailed" in outcome.reason  # or LinkedAuthorizationFailed
