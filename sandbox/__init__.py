@@ -6,11 +6,13 @@ Run `python -m sandbox --help`; the scenario format and env file are documented 
 Where things are (each module's docstring cites the Azure behaviour it imitates):
 
 - Lifecycle and scenarios: `runtime` (start and stop a world, the env file), `scenario` (the
-  JSON format), `scenarios/` (built-in cases), `pki` (certificates made at start-up).
+  JSON format), `scenarios/` (built-in cases), `fleet` (thousands of generated gateways across
+  subscriptions), `pki` (certificates made at start-up).
 - Azure control plane: `arm` (Resource Manager over HTTPS: gateways, long-running operations,
   backend health), `arm_validation` (PUT validation, ARM-shaped errors), `faults` (failures on
-  request), `health_rules` (how the emulated gateway judges a backend), `identity` (the
-  managed-identity endpoint), `keyvault` (Key Vault certificates).
+  request), `health_rules` (how the emulated gateway judges a backend), `rbac` (role assignments
+  read from infra/, enforced as ARM does), `identity` (the managed-identity endpoint),
+  `metrics` (Azure Monitor's metrics batch API), `keyvault` (Key Vault certificates).
 - The data plane the gateway talks to: `backends` (TLS servers that behave like an ILB ASE).
 - The function app's world: `azurite` (Microsoft's storage emulator), `funcrunner` (serves
   function_app's triggers locally), `alerts` (common-schema alerts as an action group posts them).
