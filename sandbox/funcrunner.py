@@ -67,12 +67,19 @@ _EASY_AUTH_HEADER = re.compile(r"^x-ms-(client-principal|token-)", re.IGNORECASE
 _SETTING_REF = re.compile(r"%([A-Za-z0-9_.:-]+)%")
 _INITIAL_LEASE = 600  # seconds a message stays invisible while its function runs
 _MAX_BODY = 100 * 1024 * 1024
+
+
 # The poll loop retries by itself: the SDK's default backoff (15 s, 18 s, 24 s…, ±3 s jitter)
 # while storage is down would keep stop() waiting for minutes. One quick retry, then the loop.
-_POLL_RETRY: dict[str, Any] = {
-    "retry_policy": LinearRetry(backoff=0.2, retry_total=1, random_jitter_range=0.1),  # type: ignore[arg-type]
-    "connection_timeout": 5,
-}
+def _poll_retry() -> dict[str, Any]:
+    """Client options for the runner's queue polls: one quick retry. A new policy per client:
+    azure-core links each pipeline's policies through their `next` attribute, so one policy
+    object shared by clients built on several threads would be re-linked under a request in
+    flight (AttributeError: '_SansIOHTTPPolicyRunner' object has no attribute 'next')."""
+    return {
+        "retry_policy": LinearRetry(backoff=0.2, retry_total=1, random_jitter_range=0.1),  # type: ignore[arg-type]
+        "connection_timeout": 5,
+    }
 
 
 class _Server(ThreadingHTTPServer):
@@ -440,7 +447,7 @@ class FunctionRunner:
         name = self._resolve(str(binding["queueName"])) + suffix
         conn = self._connection(binding)
         # The raw client: decoding happens here, to mirror host.json messageEncoding.
-        return QueueClient.from_connection_string(conn, name, **_POLL_RETRY)
+        return QueueClient.from_connection_string(conn, name, **_poll_retry())
 
     # -- invocation ---------------------------------------------------------------------------
 
