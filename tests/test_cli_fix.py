@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_remediate_sandbox import (
@@ -27,10 +25,10 @@ from test_remediate_sandbox import (
 )
 
 from sandbox.runtime import SandboxHandle
+from tests.cli_process import last_json, run_cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ["gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change"]
 
 
@@ -41,25 +39,7 @@ def v1(sandbox_factory: Factory) -> Iterator[SandboxHandle]:
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m shared ARGS` with the test's environment (the sandbox's keys) plus `env`."""
-    full = {**os.environ, **FAST, "STATE_DIR": str(tmp_path / "state"), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "shared", *args],
-        cwd=ROOT,
-        env=full,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
-def last_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    lines = result.stdout.strip().splitlines()
-    assert lines, result.stderr
-    data = json.loads(lines[-1])
-    assert isinstance(data, dict)
-    return data
+    return run_cli({**os.environ, **FAST, "STATE_DIR": str(tmp_path / "state"), **env}, *args)
 
 
 def test_fix_yes_prints_the_plan_applies_and_ends_with_the_json_line(

@@ -581,7 +581,11 @@ class Storage:
         if what is not None:
             query += " and what eq @what"
             params["what"] = what
-        with guard("listing decisions"):
+        return self._decisions(query, params, "listing decisions")
+
+    def _decisions(self, query: str, params: dict[str, Any], what: str) -> list[Decision]:
+        """The ledger rows a filter selects, oldest first."""
+        with guard(what):
             rows = list(self._table.query_entities(query, parameters=params))
         return sorted((_decision(r) for r in rows), key=lambda d: d.at)
 
@@ -604,9 +608,7 @@ class Storage:
         if change_id is not None:
             query += " and change_id eq @cid"
             params["cid"] = change_id
-        with guard("listing changes"):
-            rows = list(self._table.query_entities(query, parameters=params))
-        return sorted((_decision(r) for r in rows), key=lambda d: d.at)
+        return self._decisions(query, params, "listing changes")
 
     def list_jobs(
         self, gateway: GatewayId | str | None = None, *, limit: int = 100

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from sandbox.alerts import common_alert
+from tests.cli_process import last_json, run_cli
 
-from .conftest import ROOT, BotApp, Factory
+from .conftest import BotApp, Factory
 
 ALICE = "alice@contoso.com"
 BOB = "bob@contoso.com"
@@ -32,25 +31,7 @@ def _as(user: str) -> dict[str, str]:
 
 def cli(app: BotApp, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m shared ARGS` with the function app's settings (its storage included)."""
-    full = {**os.environ, **app.env, "STATE_DIR": str(tmp_path / "state"), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "shared", *args],
-        cwd=ROOT,
-        env=full,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
-def last_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    lines = result.stdout.strip().splitlines()
-    assert lines, result.stderr
-    data = json.loads(lines[-1])
-    assert isinstance(data, dict)
-    return data
+    return run_cli({**os.environ, **app.env, "STATE_DIR": str(tmp_path / "state"), **env}, *args)
 
 
 def alert_change(app: BotApp) -> tuple[str, str]:
