@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 
-from sandbox.arm import HttpsEndpoint, Request, Response
+from sandbox.arm_http import HttpsEndpoint, Request, Response
 
 VAULT_RESOURCE = "https://vault.azure.net"
 AUTHORITY = "https://login.microsoftonline.com"

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.arm import HttpsEndpoint, Request, Response
+from sandbox.arm_http import HttpsEndpoint, Request, Response
 from sandbox.arm_validation import ArmError
 
 AUDIENCE = "https://metrics.monitor.azure.com"
