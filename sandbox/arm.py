@@ -51,7 +51,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sandbox import arm_validation as val
+from sandbox import arm_versions as versions
 from sandbox.arm_core import GATEWAY_TYPE, _WriteOp
 from sandbox.arm_health import BackendHealth
 from sandbox.arm_http import HttpsEndpoint, Request, Response
@@ -63,6 +63,15 @@ from sandbox.faults import (
     ErrorReply,
     FaultError,
 )
+
+# Routes of the applicationGateways type, whose api-version ARM checks; the operation URLs
+# NRP hands out carry the version it chose.
+_VERSIONED_ROUTES = frozenset({"get", "put", "backendhealth", "ondemand", "list_rg", "list_all"})
+
+
+def _location(doc: dict) -> str:
+    return str(doc.get("location") or "").replace(" ", "").lower()
+
 
 __all__ = ["GATEWAY_TYPE", "ROUTES", "ArmEmulator", "HttpsEndpoint", "Request", "Response"]
 
@@ -128,6 +137,8 @@ class ArmEmulator(WriteOps, BackendHealth):
             match = pattern.match(request.path)
             if match and method == request.method:
                 request.params = match.groupdict()
+                if name in _VERSIONED_ROUTES:
+                    self._check_api_version(request)
                 self._authorize(request, name)
                 request.effect = self._fault_for(request, name)
                 if isinstance(request.effect, ErrorReply):
@@ -140,6 +151,24 @@ class ArmEmulator(WriteOps, BackendHealth):
                     self._authorizer.observe(name, request.params, response.headers)
                 return response
         raise ArmError(404, "NotFound", f"No route for {request.method} {request.path}.")
+
+    def _check_api_version(self, request: Request) -> None:
+        """ARM refuses an api-version the provider does not register (sandbox/arm_versions.py),
+        before the provider sees the request."""
+        given = request.query.get("api-version")
+        version = given[0] if given else None
+        try:
+            versions.check(version, "", ())
+        except ArmError:
+            with self._lock:
+                locations = [_location(d) for d in self._gateways.values()]
+                doc = (
+                    self._gateways.get(self._gateway_key(request))
+                    if "name" in request.params
+                    else None
+                )
+            here = _location(doc) if doc else (sorted(set(locations)) or ["westus"])[0]
+            versions.check(version, here, locations)
 
     def _authorize(self, request: Request, route: str) -> None:
         """Role-based access control (sandbox/rbac.py), after authentication, before the route."""
@@ -185,7 +214,7 @@ class ArmEmulator(WriteOps, BackendHealth):
     def _route_get(self, request: Request) -> Response:
         with self._lock:
             self._settle()
-            response = Response(200, val.redact(self._existing(request)))
+            response = Response(200, self._out(self._existing(request)))
             # GET 200 carries the ETag header too (cli_ag_auth_cert_v1.json idx 7,
             # cli_ag_root_cert_v2.json 05:26:20); PUT responses do not (see _route_put).
             response.headers["ETag"] = str(response.body.get("etag", ""))
@@ -217,7 +246,7 @@ class ArmEmulator(WriteOps, BackendHealth):
         raw_skip = (request.query.get("$skiptoken") or ["0"])[0]
         skip = int(raw_skip) if raw_skip.isdigit() else 0
         page = keys[skip : skip + self._page_size]
-        body: dict[str, Any] = {"value": [val.redact(self._gateways[key]) for key in page]}
+        body: dict[str, Any] = {"value": [self._out(self._gateways[key]) for key in page]}
         if skip + self._page_size < len(keys):
             body["nextLink"] = (
                 f"{self.url}{request.path}?api-version={self._api_version(request)}"

@@ -6,7 +6,6 @@ sandbox/arm.py composes this with the write (sandbox/arm_writes.py) and backend-
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
@@ -18,6 +17,8 @@ from typing import Any
 
 from cryptography import x509
 
+from sandbox import arm_backrefs as backrefs
+from sandbox import arm_ops as ops
 from sandbox import arm_validation as val
 from sandbox.arm_http import HttpsEndpoint, Request
 from sandbox.arm_validation import ArmError
@@ -39,6 +40,7 @@ class _WriteOp:
     gateway_key: str
     done_at: float
     status: str = "InProgress"
+    polls: int = 0  # status polls answered InProgress so far (the recorded Retry-After backs off)
     final: str = "Succeeded"  # Succeeded | Failed | Canceled (faults)
     error: dict[str, Any] | None = None
     touches_gateway: bool = True  # the gateway's provisioningState follows this operation
@@ -79,14 +81,15 @@ class ArmCore:
         self._clock: Callable[[], float] = options.get("clock") or time.monotonic
         self._lro_delay = float(options.get("lro_delay_seconds", 2.0))
         self._health_lro = float(options.get("health_lro_seconds", 0.5))
+        # 429 answers (faults, the 429 overlap mode) always carry a Retry-After of this many s.
         self._retry_after = str(int(options.get("retry_after_seconds", 1)))
-        # NRP sends no Retry-After on the gateway PUT, its status polls or backend health
-        # (cli_ag_auth_cert_v1.json idx 9, cli_ag_root_cert_v2.json 05:25:58-05:26:20,
-        # cli_ag_backend_health_v2.json): clients poll at their own cadence. Only an explicit
-        # `retry_after_seconds` adds one (429 faults and the 429 overlap mode always send one).
-        self._op_retry_after: dict[str, str] = (
-            {"Retry-After": self._retry_after} if "retry_after_seconds" in options else {}
-        )
+        # Retry-After on the gateway PUT, its operation polls and backend health: NRP sends it
+        # (tests/data/recorded/net_ag_backend_health_v2.json; azure-cli recordings cannot show
+        # it, their recorder drops the header). Recorded values times `time_scale`; a fixed
+        # `retry_after_seconds` wins; never more than the operation has left (ops.py).
+        self._time_scale = float(options.get("time_scale", 1.0))
+        fixed = options.get("retry_after_seconds")
+        self._fixed_retry_after = float(fixed) if fixed is not None else None
         # "none" is the older name of the default: the overlapping PUT is accepted.
         self._conflict = str(options.get("conflict", "supersede"))
         interval_cap = options.get("probe_interval_seconds")
@@ -136,7 +139,7 @@ class ArmCore:
             val.validate_gateway(raw, gateway_id, None)
         except ArmError as exc:
             raise ValueError(f"seed gateway {gateway_id}: {exc.code}: {exc.message}") from exc
-        doc = copy.deepcopy(raw)
+        doc = backrefs.strip(raw)
         self._stamp(doc, gateway_id, state="Succeeded", keep_child_ids=True)
         self._gateways[gateway_id.lower()] = doc
         self._resource_groups.add(gateway_id.lower().split("/providers/")[0])
@@ -239,3 +242,14 @@ class ArmCore:
             f"/subscriptions/{self.subscription_id}/resourceGroups/{p['rg']}"
             f"/providers/{GATEWAY_TYPE}/{p['name']}"
         )
+
+    def _retry_after_header(self, recorded: float, remaining: float) -> dict[str, str]:
+        """Retry-After for an operation still running (sandbox/arm_ops.py)."""
+        seconds = ops.retry_after(recorded, self._time_scale, self._fixed_retry_after, remaining)
+        return {"Retry-After": ops.format_seconds(seconds)}
+
+    @staticmethod
+    def _out(doc: dict) -> dict:
+        """What GET and PUT responses show of a stored document: certificates projected
+        (arm_validation), computed back-references added (arm_backrefs)."""
+        return backrefs.add(val.redact(doc))

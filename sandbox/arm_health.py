@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sandbox import arm_ops as ops
 from sandbox import arm_validation as val
 from sandbox.arm_core import ArmCore, _HealthJob
-from sandbox.arm_http import Request, Response
+from sandbox.arm_http import JSON_NULL, Request, Response
 from sandbox.arm_validation import ArmError
 from sandbox.health_rules import (
     PairPlan,
@@ -59,8 +60,13 @@ class BackendHealth(ArmCore):
         job = _HealthJob(self._jobs.submit(compute), time.monotonic() + self._health_lro, location)
         with self._lock:
             self._health_jobs[job_id] = job
-        # No Retry-After unless the option asks (cli_ag_backend_health_v2.json POST and polls).
-        return Response(202, None, {"Location": location, **self._op_retry_after})
+        # 202, body `null`, Location, Retry-After 10 (net_ag_backend_health_v2.json 03:17:23;
+        # cli_ag_backend_health_v2.json shows the body and Location, its recorder drops
+        # Retry-After), no Azure-AsyncOperation.
+        return Response(202, JSON_NULL, {"Location": location, **self._health_retry_after(job)})
+
+    def _health_retry_after(self, job: _HealthJob) -> dict[str, str]:
+        return self._retry_after_header(ops.HEALTH_RETRY_AFTER, job.not_before - time.monotonic())
 
     def _route_op_result(self, request: Request) -> Response:
         with self._lock:
@@ -68,9 +74,11 @@ class BackendHealth(ArmCore):
         if job is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
         if not job.future.done() or time.monotonic() < job.not_before:
-            return Response(202, None, {"Location": job.location, **self._op_retry_after})
+            headers = {"Location": job.location, **self._health_retry_after(job)}
+            return Response(202, JSON_NULL, headers)
         try:
-            return Response(200, job.future.result())
+            # The final 200 still carries the Location, and no Retry-After (both recordings).
+            return Response(200, job.future.result(), {"Location": job.location})
         except Exception as exc:
             raise ArmError(500, "InternalServerError", f"Backend health failed: {exc}") from exc
 
@@ -150,7 +158,7 @@ class BackendHealth(ArmCore):
     @staticmethod
     def _ref(doc: dict, collection: str, child_id: str, expand: bool) -> dict:
         if expand:
-            for child in props(val.redact(doc)).get(collection) or []:
+            for child in props(ArmCore._out(doc)).get(collection) or []:
                 if str(child.get("id", "")).lower() == child_id.lower():
                     return dict(child)
         return {"id": child_id}

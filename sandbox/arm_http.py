@@ -18,6 +18,16 @@ from urllib.parse import parse_qs, urlsplit
 from sandbox.faults import Effect
 
 
+class _JsonNull:
+    """A response body of exactly `null` (four bytes), as NRP answers backend-health 202s."""
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL: Any = _JsonNull()
+
+
 @dataclass
 class Request:
     method: str
@@ -119,7 +129,12 @@ def _make_handler(emulator: JsonApp) -> type[BaseHTTPRequestHandler]:
                 body=self.rfile.read(length) if length else b"",
             )
             response = emulator.handle(request)
-            payload = b"" if response.body is None else json.dumps(response.body).encode()
+            if response.body is None:
+                payload = b""
+            elif response.body is JSON_NULL:
+                payload = b"null"
+            else:
+                payload = json.dumps(response.body).encode()
             self.send_response(response.status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))

@@ -7,6 +7,8 @@ import copy
 import uuid
 from typing import Any
 
+from sandbox import arm_backrefs as backrefs
+from sandbox import arm_ops as ops
 from sandbox import arm_validation as val
 from sandbox.arm_core import ArmCore, _WriteOp
 from sandbox.arm_http import Request, Response
@@ -36,6 +38,7 @@ class WriteOps(ArmCore):
             record["error"] = f"{exc.code}: {exc.message}"  # the patch is dropped, not half-done
             self._other_writes.append(record)
             return
+        doc = backrefs.strip(doc)
         val.keep_hidden_data(doc, previous)
         state = previous.get("properties", {}).get("provisioningState", "Succeeded")
         if seconds > 0:
@@ -58,6 +61,8 @@ class WriteOps(ArmCore):
             previous = self._gateways.get(key)
             gateway_id = previous["id"] if previous else self._canonical_id(request)
             self._check_conflict(key)
+            if isinstance(body, dict):
+                body = backrefs.strip(body)  # read-only: ignored, as ARM does (arm_backrefs)
             val.validate_gateway(body, gateway_id, previous)
             doc = copy.deepcopy(body)
             doc.setdefault("location", (previous or {}).get("location"))
@@ -83,7 +88,8 @@ class WriteOps(ArmCore):
                 state = str(previous.get("properties", {}).get("provisioningState", "Succeeded"))
                 self._stamp(previous, gateway_id, state=state, keep_child_ids=True)
             self._write_ops[op_id] = op
-            response_body = val.redact(doc)
+            response_body = self._out(doc)
+            remaining = op.done_at - self._clock()
         # Lower-case location segment, `operations` (not operationResults), same api-version as
         # the PUT (cli_ag_auth_cert_v1.json idx 9, cli_ag_root_cert_v2.json 05:25:58).
         location = str(doc.get("location") or "local").replace(" ", "").lower()
@@ -91,10 +97,14 @@ class WriteOps(ArmCore):
             f"{self.url}/subscriptions/{request.params['sub']}/providers/Microsoft.Network/"
             f"locations/{location}/operations/{op_id}?api-version={self._api_version(request)}"
         )
-        # Azure-AsyncOperation only: no Location, no ETag, no Retry-After (cli_ag_auth_cert_v1.json
-        # idx 9/11/13/15, cli_ag_root_cert_v2.json 05:25:58); update 200, create 201
-        # (java_ag_kv_sslcert_identity.json 06:13:42).
-        headers = {"Azure-AsyncOperation": op_url, **self._op_retry_after}
+        # Azure-AsyncOperation, no Location, no ETag (cli_ag_auth_cert_v1.json idx 9/11/13/15,
+        # cli_ag_root_cert_v2.json 05:25:58; net_ag_backend_health_v2.json 03:08:56, whose
+        # recorder keeps every header); Retry-After as recorded there (sandbox/arm_ops.py);
+        # update 200, create 201 (java_ag_kv_sslcert_identity.json 06:13:42).
+        headers = {
+            "Azure-AsyncOperation": op_url,
+            **self._retry_after_header(ops.PUT_RETRY_AFTER, remaining),
+        }
         return Response(200 if previous else 201, response_body, headers)
 
     def _supersede(self, key: str, op_id: str) -> None:
@@ -158,10 +168,15 @@ class WriteOps(ArmCore):
             op = self._write_ops.get(request.params["op"].lower())
         if op is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
-        # Exactly {"status": "InProgress"} / {"status": "Succeeded"}, 200, no Retry-After unless
-        # the option asks (cli_ag_root_cert_v2.json 05:26:09 / 05:26:20).
+        # Exactly {"status": "InProgress"} / {"status": "Succeeded"}, 200
+        # (cli_ag_root_cert_v2.json 05:26:09 / 05:26:20); Retry-After on InProgress only, backing
+        # off as recorded (net_ag_backend_health_v2.json 03:08:57-03:16:36, sandbox/arm_ops.py).
         if op.status == "InProgress":
-            return Response(200, {"status": "InProgress"}, dict(self._op_retry_after))
+            with self._lock:
+                recorded = ops.poll_retry_after(op.polls)
+                op.polls += 1
+            header = self._retry_after_header(recorded, op.done_at - self._clock())
+            return Response(200, {"status": "InProgress"}, header)
         if op.error is not None:
             # What the SDK turns into HttpResponseError with error.code (docs/sources.md#arm-lro).
             return Response(200, {"status": op.status, "error": copy.deepcopy(op.error)})
