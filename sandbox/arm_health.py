@@ -4,7 +4,6 @@ computed by really probing the pool members (sandbox.health_rules) or from a hea
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -57,7 +56,7 @@ class BackendHealth(ArmCore):
             f"locations/{doc.get('location') or 'local'}/operationResults/{job_id}"
             f"?api-version={self._api_version(request)}"
         )
-        job = _HealthJob(self._jobs.submit(compute), time.monotonic() + self._health_lro, location)
+        job = _HealthJob(self._jobs.submit(compute), self._clock() + self._health_lro, location)
         with self._lock:
             self._health_jobs[job_id] = job
         # 202, body `null`, Location, Retry-After 10 (net_ag_backend_health_v2.json 03:17:23;
@@ -66,14 +65,14 @@ class BackendHealth(ArmCore):
         return Response(202, JSON_NULL, {"Location": location, **self._health_retry_after(job)})
 
     def _health_retry_after(self, job: _HealthJob) -> dict[str, str]:
-        return self._retry_after_header(ops.HEALTH_RETRY_AFTER, job.not_before - time.monotonic())
+        return self._retry_after_header(ops.HEALTH_RETRY_AFTER, job.not_before - self._clock())
 
     def _route_op_result(self, request: Request) -> Response:
         with self._lock:
             job = self._health_jobs.get(request.params["op"].lower())
         if job is None:
             raise ArmError(404, "OperationNotFound", "The operation was not found.")
-        if not job.future.done() or time.monotonic() < job.not_before:
+        if not job.future.done() or self._clock() < job.not_before:
             headers = {"Location": job.location, **self._health_retry_after(job)}
             return Response(202, JSON_NULL, headers)
         try:

@@ -10,8 +10,6 @@ headers, which every recorder here keeps).
 
 from __future__ import annotations
 
-import math
-
 # Retry-After on the gateway PUT (net_ag_backend_health_v2.json, create PUT 201 03:08:56: 5). No
 # header-keeping recording shows an update PUT; the sandbox sends the same.
 PUT_RETRY_AFTER = 5.0
@@ -48,17 +46,15 @@ def poll_retry_after(polls: int) -> float:
 
 def retry_after(recorded: float, scale: float, fixed: float | None, remaining: float) -> float:
     """Seconds to send: `fixed` when set, else the recorded value times `scale`; never more than
-    the operation has left, rounded up to the next 1/1000 (a sandbox choice: a scenario's own
-    pacing, shorter than Azure's, stays as set; NRP's value does not know when an operation ends,
-    so near its end the real header may overshoot)."""
+    the operation has left (a sandbox choice: a scenario's own pacing, shorter than Azure's,
+    stays as set; NRP's value does not know when an operation ends, so near its end the real
+    header may overshoot)."""
     value = fixed if fixed is not None else recorded * scale
-    left = math.ceil(max(remaining, 0.0) * 1000) / 1000
-    return max(0.0, min(value, left))
+    return max(0.0, min(value, remaining))
 
 
 def format_seconds(seconds: float) -> str:
-    """Whole seconds as NRP writes them ("5"); a compressed value as a decimal ("0.005"), which
-    azure-core's Retry-After parsing (float) accepts."""
-    if float(seconds).is_integer():
-        return str(int(seconds))
-    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+    """Whole seconds, rounded down, as NRP writes them ("5"). The generated SDK parses the header
+    as an integer (azure-mgmt-network `_backend_health_initial`: `deserialize("int", ...)`), so
+    a compressed timeline sends "0" and clients pace by their own polling interval."""
+    return str(int(max(seconds, 0.0)))

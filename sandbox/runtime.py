@@ -45,8 +45,12 @@ KEY_VAULT_KEY = "KEY_VAULT_URL"
 
 # Timing profiles (docs/sandbox.md, "Timing profiles"). "scenario" keeps the scenario's own
 # pacing (what `make demo` shows); "fast" is for tests: no write or health delays, operation
-# polls answered at once, short probe timeouts, and the bot's own waits set to zero.
-TIMINGS = ("scenario", "fast")
+# polls answered at once, short probe timeouts, and the bot's own waits set to zero; "recorded"
+# runs Azure's recorded timeline (sandbox/arm_ops.py) compressed by one factor: every write
+# takes the slowest recorded gateway operation, backend health the recorded 11 s, Retry-After
+# as recorded, and the bot's own waits and budgets at their defaults, all times the factor.
+TIMINGS = ("scenario", "fast", "recorded")
+RECORDED_SCALE = 0.002  # 886 s -> 1.8 s; the option `time_scale` sets another
 FAST_OPTIONS: dict[str, Any] = {
     "lro_delay_seconds": 0,  # a PUT's operation ends on its first poll
     "health_lro_seconds": 0,  # so does backend health
@@ -62,13 +66,55 @@ FAST_BOT_SETTINGS: dict[str, str] = {
 }
 
 
+# The bot's waits the recorded profile scales (their defaults: shared.common.settings).
+RECORDED_BOT_WAITS = (
+    "ARM_POLLING_INTERVAL",
+    "WRITE_BACKOFF_SECONDS",
+    "VERIFY_POLL_MIN_SECONDS",
+    "VERIFY_DEADLINE_SECONDS",
+    "LRO_TIMEOUT_SECONDS",
+    "BUSY_WAIT_SECONDS",
+)
+
+
+def recorded_options(scale: float = RECORDED_SCALE) -> dict[str, Any]:
+    """Emulator options of the recorded profile at `scale` (sandbox/arm_ops.py's numbers)."""
+    from sandbox import arm_ops
+
+    return {
+        "time_scale": scale,
+        "lro_delay_seconds": arm_ops.SLOWEST_WRITE * scale,
+        "health_lro_seconds": arm_ops.RECORDED_SECONDS["health"] * scale,
+        "probe_interval_seconds": 0,  # verification reads fresh health; the LROs carry the time
+        "probe_timeout_cap_seconds": 1,
+    }
+
+
+def recorded_bot_settings(scale: float = RECORDED_SCALE) -> dict[str, str]:
+    """The bot's own defaults for RECORDED_BOT_WAITS, times `scale`."""
+    from shared.common.settings import load_settings
+
+    defaults = load_settings({})
+    return {name: f"{float(defaults[name]) * scale:.6g}" for name in RECORDED_BOT_WAITS} | {
+        "PROBE_TIMEOUT_SECONDS": "2"
+    }
+
+
+def _profile_options(timing: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    if timing == "fast":
+        return dict(FAST_OPTIONS)
+    if timing == "recorded":
+        return recorded_options(float((options or {}).get("time_scale", RECORDED_SCALE)))
+    return {}
+
+
 def apply_timing(s: Scenario, timing: str, options: Mapping[str, Any] | None = None) -> Scenario:
     """The scenario with `timing`'s emulator options, then `options`, over its own (a copy)."""
     if timing not in TIMINGS:
         raise ValueError(f"unknown timing {timing!r}: one of {', '.join(TIMINGS)}")
     if timing == "scenario" and not options:
         return s
-    merged = {**s.options, **(FAST_OPTIONS if timing == "fast" else {}), **(options or {})}
+    merged = {**s.options, **_profile_options(timing, options), **(options or {})}
     return replace(s, options=merged)
 
 
@@ -156,7 +202,9 @@ def start_sandbox(
     token may do anything.
 
     `timing="fast"` replaces the scenario's pacing with FAST_OPTIONS and adds FAST_BOT_SETTINGS
-    to the env; `options` (emulator options) win over both, for a test about one delay."""
+    to the env; `timing="recorded"` with recorded_options() and recorded_bot_settings() at
+    RECORDED_SCALE (or the option `time_scale`); `options` (emulator options) win over both, for
+    a test about one delay."""
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     s = apply_timing(s, timing, options)
     arm_class = _arm_class()  # fail before anything listens
@@ -166,6 +214,8 @@ def start_sandbox(
         handle = _start(s, arm_class, workdir, stops, rbac=rbac, fleet=fleet)
         if timing == "fast":
             handle.env.update(FAST_BOT_SETTINGS)  # over the scenario's bot_settings too
+        elif timing == "recorded":
+            handle.env.update(recorded_bot_settings(float(s.options["time_scale"])))
         return handle
     except BaseException:
         with contextlib.suppress(Exception):

@@ -254,7 +254,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LRO_TIMEOUT_SECONDS",
         "Longest wait for one ARM long-running operation.",
-        "900",
+        "1200",
         _float(1, 3600),
     ),
     Setting(
@@ -281,7 +281,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest wait for another operation on a gateway (provisioningState Updating) to end "
         "before the bot writes: a PUT meanwhile would cancel that operation. Polled every "
         "ARM_POLLING_INTERVAL, doubling up to 60 s; still busy after it: no write, reported.",
-        "900",
+        "1200",
         _float(0, 7200),
     ),
     Setting(

@@ -43,16 +43,31 @@ class RetryDecision:
     reason: str
 
 
-def backoff(attempt: int, *, base: float = 2.0, cap: float = 60.0) -> float:
+BACKOFF_CAP_SECONDS = 60.0
+
+
+def backoff(attempt: int, *, base: float = 2.0, cap: float = BACKOFF_CAP_SECONDS) -> float:
     """Exponential back-off without jitter: attempt 1 -> base, doubling, capped."""
     return float(min(cap, base * (2 ** max(0, attempt - 1))))
 
 
+def honoured_retry_after(retry_after: float) -> float:
+    """ARM's Retry-After, bounded by the bot's own back-off cap: recorded values run 1 to 160 s
+    (tests/data/recorded/net_ag_backend_health_v2.json); one job must still fit its budgets, and
+    a header is data from the network (never negative, never hours)."""
+    return float(min(max(retry_after, 0.0), BACKOFF_CAP_SECONDS))
+
+
 def decide_retry(error: ArmError, attempt: int, *, base: float = 2.0) -> RetryDecision:
-    """Classify a failed write. Retry-After from ARM wins over our own back-off."""
+    """Classify a failed write. Retry-After from ARM wins over our own back-off (bounded:
+    `honoured_retry_after`)."""
     code = (error.code or "").lower()
     codes = {c.lower() for c in error.codes}
-    delay = error.retry_after if error.retry_after is not None else backoff(attempt, base=base)
+    delay = (
+        honoured_retry_after(error.retry_after)
+        if error.retry_after is not None
+        else backoff(attempt, base=base)
+    )
     missing = missing_permission(error.codes, str(error))
     if missing is not None:
         # A 403 on the PUT itself: nothing was written. On the poll of an accepted PUT (the

@@ -107,7 +107,12 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
     clock = FakeClock()
     scenario = load_scenario(SCENARIO)
     # LROs end on the first poll unless a fault says otherwise; Retry-After 0 = poll at once.
-    scenario.options = {**scenario.options, "lro_delay_seconds": 0, "retry_after_seconds": 0}
+    scenario.options = {
+        **scenario.options,
+        "lro_delay_seconds": 0,
+        "health_lro_seconds": 0,  # backend health ends on the emulator's clock too
+        "retry_after_seconds": 0,
+    }
     scenario.options["clock"] = clock
     handle = start_sandbox(scenario, workdir=tmp_path / "sb")
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):

@@ -13,8 +13,9 @@ speak to it. Here every point names a recording whose recorder keeps it
 - ps_network_provider_api_versions.json: PowerShell's HttpMockServer keeps the provider
   registration body; the error for an unknown version is Azure/azure-cli#12456's.
 
-Time is compressed by the emulator's `time_scale` (sandbox/arm_ops.py): a recorded Retry-After of
-N seconds is sent as N x scale.
+The emulator runs the recorded durations (a v2 create: 460 s, backend health: 10 s) on a fake
+clock the tests move to each recorded poll's time, so Retry-After is compared value for value
+without waiting.
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]
 
 RECORDED = Path(__file__).resolve().parents[2] / "data" / "recorded"
 TOKEN = "conformance-token"
-SCALE = 0.01  # recorded seconds -> emulator seconds
+CREATE_SECONDS = 460.0  # net_ag_backend_health_v2.json: PUT 03:08:56 -> Succeeded 03:16:36
+HEALTH_SECONDS = 10.0  # net_ag_backend_health_v2.json: POST 03:17:23 -> 200 03:17:33
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def recording(name: str) -> dict[str, Any]:
@@ -82,8 +92,9 @@ class Reply:
 
 
 class Arm:
-    def __init__(self, emulator: ArmEmulator, ca_file: Path) -> None:
+    def __init__(self, emulator: ArmEmulator, ca_file: Path, clock: FakeClock) -> None:
         self.url = emulator.url
+        self.clock = clock
         self.ssl = ssl.create_default_context(cafile=str(ca_file))
 
     def call(self, method: str, target: str, body: Any = None) -> Reply:
@@ -117,6 +128,7 @@ def arm(tmp_path: Path) -> Iterator[Arm]:
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     seeds = [AUTH_GET["response"]["body"], JAVA_GET["response"]["body"]]
+    clock = FakeClock()
     emulator = ArmEmulator(
         subscription_id="db1ab6f0-4769-4b27-930e-01e2ef9c123c",
         gateways=[copy.deepcopy(s) for s in seeds],
@@ -127,20 +139,22 @@ def arm(tmp_path: Path) -> Iterator[Arm]:
         options={
             "subscriptions": ["00000000-0000-0000-0000-000000000000"],
             "resource_groups": ["csmrg8899"],
-            "time_scale": SCALE,
-            # The recorded durations, compressed by the same factor (sandbox/arm_ops.py).
-            "lro_delay_seconds": 460 * SCALE,
-            "health_lro_seconds": 10 * SCALE,
+            "clock": clock,
+            "lro_delay_seconds": CREATE_SECONDS,
+            "health_lro_seconds": HEALTH_SECONDS,
             "probe_timeout_cap_seconds": 0.2,
         },
     )
     emulator.start()
-    yield Arm(emulator, ca_file)
+    yield Arm(emulator, ca_file, clock)
     emulator.stop()
 
 
-def _seconds(value: str) -> float:
-    return float(value)
+def _clock_time(item: dict[str, Any]) -> float:
+    """Seconds since midnight of the recorded `Date` header."""
+    hms = item["response"]["headers"]["Date"].split()[4]
+    hours, minutes, seconds = (int(x) for x in hms.split(":"))
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 # ---- Retry-After ---------------------------------------------------------------------------------
@@ -149,41 +163,24 @@ def _seconds(value: str) -> float:
 def test_gateway_put_and_polls_send_retry_after_as_recorded(arm: Arm) -> None:
     """net_ag_backend_health_v2.json (test proxy keeps every header): the create PUT 201 says
     Retry-After 5; the operation's InProgress polls back off 1, 2, 2, 4, 4, 8, 8, 16, 16, then 10;
-    the Succeeded poll says none. Caveat: no header-keeping recording shows an update PUT, whose
-    value the sandbox takes to be the same."""
-    recorded = [_headers(p).get("retry-after") for p in NET_POLLS]
+    the Succeeded poll (460 s after the PUT) says none. Replayed at the recorded poll times, the
+    emulator answers each poll with the recorded status and Retry-After. Caveat: no
+    header-keeping recording shows an update PUT, which the sandbox answers the same way."""
     assert _headers(NET_PUT)["retry-after"] == "5"
-    assert recorded[:10] == ["1", "2", "2", "4", "4", "8", "8", "16", "16", "10"]
-    assert recorded[-1] is None and NET_POLLS[-1]["response"]["body"] == {"status": "Succeeded"}
-
+    assert [_headers(p).get("retry-after") for p in NET_POLLS][:10] == [
+        "1", "2", "2", "4", "4", "8", "8", "16", "16", "10",
+    ]  # fmt: skip
+    start = arm.clock.now
     put = arm.call("PUT", NET_PUT["request"]["uri"], NET_PUT["request"]["body"])
     assert put.status == NET_PUT["response"]["status"] == 201, put.body
-    assert _seconds(put.headers["retry-after"]) == pytest.approx(5 * SCALE)
+    assert put.headers["retry-after"] == "5"
+    assert "location" not in put.headers and "etag" not in put.headers
     op_url = put.headers["azure-asyncoperation"]
-    sent = []
-    for _ in range(6):  # well inside the compressed 4.6 s: no cap applies
+    for recorded in NET_POLLS:
+        arm.clock.now = start + _clock_time(recorded) - _clock_time(NET_PUT)
         poll = arm.call("GET", op_url)
-        assert poll.body == {"status": "InProgress"}
-        sent.append(_seconds(poll.headers["retry-after"]))
-    assert sent == pytest.approx([float(r) * SCALE for r in recorded[:6]])
-
-
-def test_succeeded_poll_carries_no_retry_after(arm: Arm) -> None:
-    """net_ag_backend_health_v2.json 03:16:36: the Succeeded poll has no Retry-After (also
-    03:06:54 and 03:06:59 for the vnet and public IP); the GET after it has the ETag."""
-    body = copy.deepcopy(JAVA_GET["response"]["body"])
-    uri = f"{body['id']}?api-version=2020-08-01"
-    put = arm.call("PUT", uri, body)
-    assert put.status == 200, put.body
-    op_url = put.headers["azure-asyncoperation"]
-    deadline = 200
-    poll = arm.call("GET", op_url)
-    while poll.body == {"status": "InProgress"} and deadline:
-        deadline -= 1
-        time.sleep(_seconds(poll.headers["retry-after"]) or 0.01)
-        poll = arm.call("GET", op_url)
-    assert poll.body == {"status": "Succeeded"}
-    assert "retry-after" not in poll.headers
+        assert poll.body == recorded["response"]["body"], recorded["at"]
+        assert poll.headers.get("retry-after") == _headers(recorded).get("retry-after")
 
 
 # ---- backend health ------------------------------------------------------------------------------
@@ -202,22 +199,28 @@ def test_backend_health_null_bodies_location_and_retry_after(arm: Arm) -> None:
     assert "azure-asyncoperation" not in _headers(post)
 
     arm.call("PUT", NET_PUT["request"]["uri"], NET_PUT["request"]["body"])
+    arm.clock.now += CREATE_SECONDS  # the gateway exists (Succeeded)
     reply = arm.call("POST", post["request"]["uri"])
     assert reply.status == 202 and reply.raw == b"null"
     assert "azure-asyncoperation" not in reply.headers
-    assert _seconds(reply.headers["retry-after"]) == pytest.approx(10 * SCALE, abs=0.002)
+    assert reply.headers["retry-after"] == "10"
     location = reply.headers["location"]
     assert "/operationResults/" in location and location.endswith("?api-version=2023-04-01")
-    polls = [arm.call("GET", location)]
-    while polls[-1].status == 202:
-        assert polls[-1].raw == b"null" and polls[-1].headers["location"] == location
-        assert 0 < _seconds(polls[-1].headers["retry-after"]) <= 10 * SCALE
-        time.sleep(_seconds(polls[-1].headers["retry-after"]))
-        polls.append(arm.call("GET", location))
-    done = polls[-1]
+    early = arm.call("GET", location)
+    assert (early.status, early.raw, early.headers["retry-after"]) == (202, b"null", "10")
+    assert early.headers["location"] == location
+    arm.clock.now += HEALTH_SECONDS
+    done = arm.call("GET", location)
+    for _ in range(100):  # the probes of the recorded (unreachable) members take real time
+        if done.status != 202:
+            break
+        time.sleep(0.05)
+        done = arm.call("GET", location)
     assert done.status == 200 and done.headers["location"] == location
     assert "retry-after" not in done.headers
     assert set(done.body) == set(final["response"]["body"]) == {"backendAddressPools"}
+    [pool] = done.body["backendAddressPools"]
+    assert pool["backendAddressPool"]["properties"]["requestRoutingRules"]  # $expand=true
 
 
 # ---- computed back-references --------------------------------------------------------------------
