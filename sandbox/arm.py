@@ -18,8 +18,8 @@ Control endpoint (no auth, loopback only, never subject to faults) under `{url}/
                                       write operation (ours and `another_writer`'s)
 
 Options (scenario `options`): lro_delay_seconds, health_lro_seconds, retry_after_seconds (when
-given, sent on the gateway PUT, its operation polls and backend-health 202s, which send none by
-default),
+given, sent on the gateway PUT, its operation polls and backend-health 202s instead of the
+recorded values), time_scale (factor on the recorded Retry-After values; sandbox/arm_ops.py),
 conflict (what a PUT gets while another write runs on the gateway: "supersede", the default, as
 Azure does: accepted, the earlier operation ends Canceled; or "409" / "429": refused),
 probe_interval_seconds, probe_timeout_cap_seconds, hosts, resource_groups, faults (rules, as
@@ -30,8 +30,11 @@ the UnhealthyHostCount metric of that gateway come from the model, nothing is pr
 sandbox/fleet.py).
 
 The write protocol follows recorded real traffic (tests/data/recorded/, SOURCES.md): update PUT
-200, create 201, `Azure-AsyncOperation` on both, no `Location`, no `ETag` and no `Retry-After`
-header on PUT responses; `provisioningState` `Updating` in the PUT body and on GET until the
+200, create 201, `Azure-AsyncOperation` on both, no `Location` and no `ETag` header on PUT
+responses, `Retry-After` as recorded by a recorder that keeps it (sandbox/arm_ops.py);
+computed back-references in GET and PUT bodies, ignored in a PUT (sandbox/arm_backrefs.py); an
+unregistered api-version refused (sandbox/arm_versions.py); `provisioningState` `Updating` in
+the PUT body and on GET until the
 operation ends; status bodies exactly {"status": "InProgress"} / {"status": "Succeeded"}, 200;
 a PUT while the gateway is `Updating` is accepted (cli_ag_auth_cert_v1.json: four PUTs within
 6 s, each 200 with its own Azure-AsyncOperation) and the earlier operation ends Canceled.
