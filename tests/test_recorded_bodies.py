@@ -91,8 +91,9 @@ EMPTY_HEALTH: dict[str, Any] = {"backendAddressPools": []}
 
 def test_the_recordings_hold_what_this_suite_needs() -> None:
     assert len(GATEWAYS) >= 10  # AUTH x7, ROOT x3, KV x1, JAVA x2, HEALTH x1
-    assert len(HEALTHS) == 1
-    assert HEALTHS[0].values[0] == HEALTH_RESULT
+    # cli_ag_backend_health_v2 (an empty pool) and net_ag_backend_health_v2 (two servers).
+    assert len(HEALTHS) == 2
+    assert HEALTH_RESULT in [h.values[0] for h in HEALTHS]
 
 
 @pytest.mark.parametrize("doc", GATEWAYS)
@@ -107,8 +108,15 @@ def test_parse_gateway_reads_every_recorded_body(doc: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("doc", HEALTHS)
 def test_parse_backend_health_reads_the_recorded_result(doc: dict[str, Any]) -> None:
-    # The recorded pool is empty: one pool/settings pair with "servers": [].
-    assert parse_backend_health(doc) == ()
+    # Every recorded server row, with its address, health and probe log; an empty pool has none.
+    recorded = [
+        (server["address"], server["health"].lower(), server["healthProbeLog"])
+        for pool in doc["backendAddressPools"]
+        for entry in pool["backendHttpSettingsCollection"]
+        for server in entry["servers"]
+    ]
+    parsed = [(s.address, s.health.value.lower(), s.probe_log) for s in parse_backend_health(doc)]
+    assert parsed == recorded
 
 
 @pytest.mark.parametrize("doc", GATEWAYS)
