@@ -1,12 +1,13 @@
 """The function app's state in Azure Storage (Azurite locally): the ledger table, the job queue and
 the evidence blobs,
-one module per noun (base, alerts, jobs, ledger, evidence), composed into `Storage` here.
+one module per noun (base, alerts, jobs, ledger, evidence, holds), composed into `Storage` here.
 
 Ledger table layout (one table, PartitionKey/RowKey by record kind):
   alert/<sha256(alertId|condition)>  one row per (alertId, monitorCondition): create_entity dedups
   job/<job_id>                       a job: kind, mode, state, hint, diagnosis, outcome, error
   active/<sha256(gateway key)>       the job queued or running for a gateway (ETag-guarded marker)
   decision-<sha256(gateway)>/<time>  what happened to a gateway, by whom (seen/changed/verified…)
+  hold/<hold id>                     what an operator told the bot to leave alone (holds.py)
 
 Action groups retry and send duplicates, so the alert path deduplicates on (alertId,
 monitorCondition) and coalesces with an active job (docs/sources.md#action-groups).
@@ -32,6 +33,7 @@ from shared.service.storage.base import (
     guard,
 )
 from shared.service.storage.evidence import EvidenceNotFound
+from shared.service.storage.holds import HoldsMixin
 from shared.service.storage.jobs import (
     Job,
     JobClaim,
@@ -61,7 +63,7 @@ __all__ = [
 ]
 
 
-class Storage(AlertsMixin, JobsMixin, LedgerMixin, StorageBase):
+class Storage(AlertsMixin, JobsMixin, LedgerMixin, HoldsMixin, StorageBase):
     """Ledger, job queue and evidence over one storage account. Thread-safe."""
 
 
