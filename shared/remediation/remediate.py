@@ -317,6 +317,7 @@ class Remediator:
         base.arm_writes = sum(r.arm_writes for r in results)
         base.proposal = next((r.proposal for r in results if r.proposal), None)
         base.change = next((r.change for r in results if r.change), None)
+        base.hold = next((r.hold for r in results if r.hold), None)
         verified = [r.verified for r in results if r.verified is not None]
         base.verified = all(verified) if verified else None
         base.plan = first.plan
