@@ -55,6 +55,25 @@ def test_fix_whose_update_fails_exits_1_and_a_proposal_exits_3(
     assert one_json(proposed)["action"] == "proposed"
     assert "HTTP settings ase-https: also trust" in proposed.stderr  # the preview: stderr
 
+    # A hold set by hand stops the approval too (the proposal stays open); released, it is gone.
+    pid = str(one_json(proposed)["proposal"])
+    added = run(tmp_path, "holds", "add", "--gateway-id", gid, "--reason", "freeze", "--quiet")
+    assert added.returncode == 0 and "added hold-" in added.stdout, added.stderr
+    hold = added.stdout.split()[1].rstrip(":")
+    held = run(tmp_path, "proposals", "approve", pid, "--as-user", "bob", "--format", "json")
+    assert held.returncode == 3, held.stderr
+    assert (one_json(held)["action"], one_json(held)["hold"]) == ("held", hold)
+    assert put_count(v1) == 0
+    released = run(tmp_path, "holds", "release", hold, "--yes", "--as-user", "alice")
+    assert released.returncode == 0, released.stderr
+    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", "bob", "--format", "json")
+    assert rejected.returncode == 0 and one_json(rejected)["status"] == "rejected"
+
+    gateways = run(tmp_path, "gateways", "list", "--format", "json")
+    assert gateways.returncode == 0, gateways.stderr
+    [listed] = one_json(gateways)["gateways"]  # type: ignore[misc]
+    assert listed["id"].lower() == gid.lower() and listed["health"]["servers"] >= 1
+
     control(v1, "/faults", {"kind": "lro_failed", "code": "InternalServerError"})
     failed = run(tmp_path, "fix", "--gateway-id", gid, "--yes", "--format", "json")
     assert failed.returncode == 1, failed.stderr
