@@ -43,4 +43,6 @@ def explain(exc: BaseException) -> str:
         if any(marker in text for marker in _CREDENTIAL_MARKERS):
             return NO_CREDENTIAL
         seen = seen.__cause__ or seen.__context__
+    if type(exc).__name__ in {"StorageUnavailable", "StorageRejected"}:
+        return f"{exc} (the function app's storage, from AzureWebJobsStorage)"
     return str(exc)

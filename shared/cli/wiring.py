@@ -43,9 +43,16 @@ def app_storage(env: Mapping[str, str] | None = None) -> Storage | None:
     env = os.environ if env is None else env
     if not any((env.get(key) or "").strip() for key in _APP_STORAGE_KEYS):
         return None
+    from shared.common.errors import SettingsError
     from shared.service.storage import storage_from_settings
 
-    return storage_from_settings(env)
+    try:
+        return storage_from_settings(env)
+    except ValueError as exc:  # the SDK's "Connection string is either blank or malformed."
+        raise SettingsError(
+            f"AzureWebJobsStorage: {exc} Set it to the function app's storage connection string, "
+            "or unset it to keep the CLI's state in STATE_DIR"
+        ) from None
 
 
 _said: set[str] = set()
