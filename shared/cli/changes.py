@@ -29,6 +29,7 @@ def _changes(args: argparse.Namespace) -> int:
     from shared.common.errors import InputError
     from shared.common.ids import parse_gateway_id
     from shared.remediation.changelog import change_view, history
+    from shared.service.holds import holds_of_change
 
     settings = load_settings()
     log = change_log(settings)
@@ -56,7 +57,7 @@ def _changes(args: argparse.Namespace) -> int:
             "summary": rollback_summary(plan, change.id),
             "az": az_rollback_commands(plan, change.gateway_id),
         }
-    view["holds"] = _holds_of(hold_store(settings), change.id, change.gateway_id)
+    view["holds"] = holds_of_change(hold_store(settings), change.id, change.gateway_id)
     if args.format == "json":
         emit(view)
     else:
@@ -104,11 +105,3 @@ def _change_text(view: dict[str, Any]) -> str:
             + (f"; release: holds release {hold['id']}" if hold["status"] == "active" else "")
         )
     return "\n".join(lines) + "\n"
-
-
-def _holds_of(store: Any, change_id: str, gateway_id: str) -> list[dict[str, Any]]:
-    """The holds a change's rollback set (or the rollback record itself names)."""
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    return [h.view(now) for h in store.list(gateway_id) if change_id in {h.change, h.rollback}]

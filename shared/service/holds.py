@@ -75,6 +75,15 @@ def hold_on(
     return None if hold is None else hold.view(now)
 
 
+def holds_of_change(
+    store: Any, change_id: str, gateway_id: str, *, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The holds a change's rollback set, for `changes show` and GET /api/changes/{id}: those
+    naming the change, or the rollback record, with their status now."""
+    now = now or datetime.now(UTC)
+    return [h.view(now) for h in store.list(gateway_id) if change_id in {h.change, h.rollback}]
+
+
 # ---- HTTP ----------------------------------------------------------------------------------
 
 

@@ -70,6 +70,8 @@ def test_a_rollback_holds_the_change_until_an_approver_releases_it(
     shown = cli(app, tmp_path, "changes", "show", change, "--format", "json")
     assert shown.returncode == 0, shown.stderr
     assert [h["id"] for h in json.loads(shown.stdout)["holds"]] == [hold_id]
+    api_view = app.call("GET", f"changes/{change}").json()
+    assert [(h["id"], h["status"]) for h in api_view["holds"]] == [(hold_id, "active")]
     listed = cli(app, tmp_path, "holds", "list", "--format", "json")
     assert [h["id"] for h in json.loads(listed.stdout)["holds"]] == [hold_id]
     jobs = cli(app, tmp_path, "jobs", "list", "--format", "json")
