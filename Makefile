@@ -9,6 +9,9 @@ CHECKOV_STAMP := $(VENV)/tools/checkov/.installed
 CHECKOV_VERSION := 3.3.30
 # The browser tests (tests/browser) drive Debian's Chromium; apt runs only when it is missing.
 BROWSER_STAMP := $(VENV)/.browser-installed
+# The `appgw-cert-bot` command: the checkout installed into .venv in editable mode, so the command
+# always runs this checkout's code (`python -m shared` keeps working from the checkout root).
+CLI_STAMP := $(VENV)/.cli-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIO ?= ilb-ase-v1
 
@@ -30,12 +33,16 @@ $(CHECKOV_STAMP): $(STAMP)
 	$(VENV)/tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $(CHECKOV_STAMP)
 
+$(CLI_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(CLI_STAMP)
+
 $(BROWSER_STAMP): $(STAMP)
 	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium chromium-driver; }
 	touch $(BROWSER_STAMP)
 
-install: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(BROWSER_STAMP)
+install: $(STAMP) $(CLI_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(BROWSER_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

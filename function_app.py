@@ -190,6 +190,32 @@ def rollback_change(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@app.route(route="holds", methods=["GET"])
+def list_holds(req: func.HttpRequest) -> func.HttpResponse:
+    """Holds (?gateway=<resource id>&status=active|released|expired|all), oldest first."""
+    from shared.service.holds import handle_list_holds
+
+    return _respond(
+        handle_list_holds(_context(), req.params.get("gateway"), req.params.get("status"))
+    )
+
+
+@app.route(route="holds/{id}/release", methods=["POST"])
+def release_hold(req: func.HttpRequest) -> func.HttpResponse:
+    """Release a hold; needs an approver."""
+    from shared.service.holds import handle_release_hold
+
+    return _guarded(
+        lambda: handle_release_hold(
+            _context(),
+            req.route_params.get("id", ""),
+            req.get_body(),
+            _caller(req),
+            headers=dict(req.headers),
+        )
+    )
+
+
 @app.queue_trigger(arg_name="msg", queue_name=JOBS_QUEUE, connection=STORAGE)
 def worker(msg: func.QueueMessage) -> None:
     """Diagnosis, policy, apply or propose, verify: one job per message, under the gateway lease."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# The one version number: pyproject.toml reads it, `appgw-cert-bot --version` prints it.
+__version__ = "0.1.0"
+
 _EXPORTS = {
     # models and parsing (pure)
     "parse_gateway": "shared.core.gateway",

@@ -29,7 +29,10 @@ from tests.cli_process import last_json, run_cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
-CONTRACT = ["gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change"]
+CONTRACT = [
+    *("gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change"),
+    "hold",
+]
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_fix_without_yes_and_without_a_terminal_is_not_applied(
 ) -> None:
     result = run(tmp_path, "fix", "--gateway-id", v1.gateway_ids[0])
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # waiting on a person
     assert "not confirmed" in result.stdout
     out = last_json(result)
     assert (out["action"], out["arm_writes"]) == ("none", 0)
@@ -103,7 +106,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
 ) -> None:
     gid = v1.gateway_ids[0]
     proposed = run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", "alice")
-    assert proposed.returncode == 0, proposed.stderr
+    assert proposed.returncode == 3, proposed.stderr  # waiting on a person
     out = last_json(proposed)
     assert (out["mode"], out["action"], out["arm_writes"]) == ("propose", "proposed", 0)
     pid = out["proposal"]
@@ -169,7 +172,7 @@ def test_rollback_command_restores_the_document(v1: SandboxHandle, tmp_path: Pat
     assert last_json(fixed)["change"] == change
     # Without --yes and without a terminal: the preview, then no.
     asked = run(tmp_path, "rollback", "--gateway-id", gid, "--change", change)
-    assert asked.returncode == 0, asked.stderr
+    assert asked.returncode == 3, asked.stderr
     assert f"roll back {change}" in asked.stdout and '"op": "remove"' in asked.stdout
     assert "not confirmed: no terminal to ask (use --yes)" in asked.stdout
     assert "az network application-gateway auth-cert delete" in asked.stdout

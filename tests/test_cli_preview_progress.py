@@ -104,7 +104,7 @@ def test_the_confirmation_prompt_shows_the_patch_first(v1: SandboxHandle, tmp_pa
     result = run(tmp_path, "fix", "--gateway-id", v1.gateway_ids[0])
 
     out = result.stdout
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # not confirmed: waiting on a person
     assert "The bot will apply this change." in out
     assert out.index('"op": "add"') < out.index("not confirmed: no terminal to ask")
     assert "az network application-gateway http-settings update" in out
@@ -255,7 +255,7 @@ def test_fix_from_an_operator_machine_proposes_unless_trusted(
 
     proposed = run(tmp_path, "fix", "--gateway-id", gid, "--yes", "--as-user", "alice", **local)
 
-    assert proposed.returncode == 0, proposed.stderr
+    assert proposed.returncode == 3, proposed.stderr  # proposed: waiting on a person
     out = last_json(proposed)
     assert (out["action"], out["arm_writes"]) == ("proposed", 0)
     assert "operator machine" in out["reason"] and "--trust-local-probe" in out["reason"]

@@ -1,12 +1,14 @@
-"""Command line: `python -m shared <command> ...`.
+"""Command line: `appgw-cert-bot <command> ...` (or `python -m shared <command> ...`).
 
-Commands live in COMMANDS (name -> Command); add one with `register(...)`. Exit codes: 0 when the
-command ran (whatever the diagnosis found), 2 with one "error: ..." line for bad input or an
-unreachable peer, 1 with one line for anything unexpected. Never a traceback.
+Commands live in COMMANDS (name -> Command); add one with `register(...)` in a module that
+shared/cli/commands.py imports. Exit codes (shared.cli.exit_codes): 0 done, 1 failed, 2 bad input
+or an unreachable peer, 3 waiting on a person; one "error: ..." line, never a traceback (unless
+`--debug`).
 
-Standard output is the contract (report, JSON). Commands that wait report their phases on standard
-error (`[  12.3s] ...`, shared.cli.progress) through `args.progress`; `--quiet` turns that off, and
-an error is always the last line of standard error.
+Standard output is the contract (report, JSON): with `--format json` exactly one JSON document
+(shared.cli.output). Commands that wait report their phases on standard error (`[  12.3s] ...`,
+shared.cli.progress) through `args.progress`; `--quiet` turns that off, and an error is always the
+last line of standard error.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared.cli.output import emit, emitted, json_mode, json_requested
 from shared.common.errors import BotError, InputError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -198,7 +201,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     hint = (args.pool, args.settings) if args.pool and args.settings else None
     result = diagnose(gw, health, captures, now=datetime.now(UTC), hint=hint, hosts=hosts)
     if args.format == "json":
-        sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
+        emit(to_json(result), indent=2)
     else:
         sys.stdout.write(to_text(result))
     return 0
@@ -238,7 +241,11 @@ def _export_cert(args: argparse.Namespace) -> int:
             f"{cap.error.value if cap.error else 'empty chain'} ({cap.detail})"
         )
     certs = cap.chain if args.chain else cap.chain[:1]
-    _write("".join(to_pem(c.der) for c in certs), args.out)
+    pem = "".join(to_pem(c.der) for c in certs)
+    if args.out or not json_requested(args):
+        _write(pem, args.out)
+    if json_requested(args):
+        emit({"certificates": len(certs), "sha1": cap.chain[0].sha1, "out": args.out, "pem": pem})
     # Always say where the certificate was captured: from outside the gateway's network it may
     # be a proxy's, not the backend's.
     sys.stderr.write(
@@ -263,17 +270,43 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import shared
+    import shared.cli.commands  # registers every command
+    from shared.cli.help import PROG, epilog
+
     parser = _Parser(
-        prog="python -m shared", description=__doc__.splitlines()[0] if __doc__ else None
+        prog=PROG,
+        description="Diagnose and fix Application Gateway backend certificate trust.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {shared.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help)
+        p = sub.add_parser(
+            name,
+            help=command.help,
+            description=command.help,
+            epilog=epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         command.add_arguments(p)
         with contextlib.suppress(argparse.ArgumentError):  # a command may define its own
             p.add_argument(
                 "--quiet", action="store_true", help="no progress lines on standard error"
             )
+        with contextlib.suppress(argparse.ArgumentError):
+            p.add_argument(
+                "--format",
+                choices=("text", "json"),
+                default="text",
+                help="text for people (default) or one JSON document on standard output",
+            )
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            help="show the Azure SDK's log (the credential chain) and tracebacks on standard error",
+        )
         _add_resource_group(p)
     return parser
 
@@ -313,15 +346,21 @@ def _one_line(message: object) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli.errors import configure_logging, explain
     from shared.cli.progress import StderrProgress
 
     progress = StderrProgress(enabled=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    configure_logging(debug)
+    as_json = False
     try:
         args = build_parser().parse_args(argv)
+        as_json = json_requested(args)
         _resolve_gateway(args)
         progress.enabled = not getattr(args, "quiet", False)
         args.progress = progress
-        with progress:
+        with json_mode(as_json), progress:
             code = int(COMMANDS[args.command].handler(args))
             if progress.used and code == 0:  # after an error line, nothing more
                 progress("done")
@@ -329,15 +368,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BotError, OSError) as exc:
         # Bad input is an InputError (a BotError) by the time it gets here. A bare ValueError is a
         # bug, not bad input: it falls through to "unexpected" (exit 1) so tests can tell.
-        sys.stderr.write(f"error: {_one_line(exc)}\n")
-        return 2
+        return _fail(explain(exc), 2, as_json, debug)
     except RecursionError:
         # Only input nests this deep (files are read whole, then walked): bad input, exit 2.
-        sys.stderr.write("error: input is nested too deeply to read\n")
-        return 2
+        return _fail("input is nested too deeply to read", 2, as_json, debug)
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 1
+        return _fail("interrupted", 1, as_json, debug)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
-        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {_one_line(exc)}\n")
-        return 1
+        return _fail(f"unexpected {type(exc).__name__}: {explain(exc)}", 1, as_json, debug)
+
+
+def _fail(message: str, code: int, as_json: bool, debug: bool) -> int:
+    """One error line on stderr (after the traceback with --debug); with --format json, also the
+    JSON document when the command printed none."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+    line = _one_line(message)
+    if as_json and not emitted():
+        emit({"error": line, "exit_code": code})
+    sys.stderr.write(f"error: {line}\n")
+    return code

@@ -1,8 +1,10 @@
-"""CLI commands for remediation: `fix`, `proposals`, `rollback`, `changes` (registered into
+"""CLI commands for remediation: `fix`, `proposals`, `rollback` (registered into
 shared.cli.main).
 
 `fix`, `proposals approve` and `rollback` end with one line of JSON:
-{"gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change"}.
+{"gateway", "mode", "action", "arm_writes", "verified", "proposal", "reason", "change", "hold"},
+and exit with the code of their outcome (shared.cli.exit_codes). With `--format json` that line is
+all standard output holds; the preview goes to standard error.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import json
 import sys
 from typing import Any
 
+from shared.cli.exit_codes import outcome_code
 from shared.cli.main import register
+from shared.cli.output import emit
 from shared.common.settings import Mode, load_settings
 from shared.remediation.plan import Plan, plan_from_dict
+from shared.remediation.proposals import STATUSES
 from shared.remediation.remediate import FixPreview, Remediator, RollbackPreview
-from shared.remediation.render import az_rollback_commands, rollback_summary, summary
+from shared.remediation.render import summary
 
 
 def _remediator(args: argparse.Namespace | None = None) -> Remediator:
@@ -36,7 +41,7 @@ def _me(args: argparse.Namespace) -> str:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, sort_keys=False) + "\n")
+    emit(data)
 
 
 def _print_verification(checks: list[dict[str, Any]]) -> None:
@@ -76,6 +81,7 @@ class _Confirm:
         self.ask = ask
         self.dry_run = dry_run
         self.shown = False
+        self.declined = False  # asked (or could not ask) and not confirmed: exit 3
         self.outside: list[str] = []  # warnings about where the evidence came from
 
     def show(self, preview: FixPreview) -> None:
@@ -98,9 +104,11 @@ class _Confirm:
             return True
         if not sys.stdin.isatty():
             sys.stdout.write("not confirmed: no terminal to ask (use --yes)\n")
+            self.declined = True
             return False
         answer = input("Apply this change to the gateway? [y/N] ")
-        return answer.strip().lower() in {"y", "yes"}
+        self.declined = answer.strip().lower() not in {"y", "yes"}
+        return not self.declined
 
 
 @register("fix", "diagnose a gateway, then apply or propose the fix policy allows", _fix_arguments)
@@ -125,17 +133,19 @@ def _fix(args: argparse.Namespace) -> int:
     _print_verification(outcome.verification)
     _print_change(outcome)
     _print_json(outcome.to_json())
+    code = outcome_code(outcome, declined=confirm.declined)
     if outcome.action == "refused":
-        # Bad input for this bot (out of scope): exit 2 with one line, as for any input error.
+        # Out of scope: bad input (exit 2); ARM refused (a missing role): failed (exit 1).
         sys.stderr.write(f"error: {outcome.reason}\n")
-        return 2
-    return 0
+    return code
 
 
 def _proposals_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "show", "approve", "reject"])
     p.add_argument("id", nargs="?", help="proposal id (show, approve, reject)")
-    p.add_argument("--status", help="list only proposals with this status")
+    p.add_argument(
+        "--status", choices=sorted(STATUSES), help="list only proposals with this status"
+    )
     p.add_argument("--reason", default="", help="why (reject)")
     p.add_argument("--as-user", help="identity of the approver (default: login name)")
     p.add_argument(
@@ -182,7 +192,9 @@ def _proposals(args: argparse.Namespace) -> int:
     _print_verification(outcome.verification)
     _print_change(outcome)
     _print_json(outcome.to_json())
-    return 0
+    if outcome.action == "refused":
+        sys.stderr.write(f"error: {outcome.reason}\n")
+    return outcome_code(outcome)
 
 
 def _proposal_row(p: Any) -> dict[str, Any]:
@@ -218,6 +230,7 @@ class _ConfirmRollback:
 
     def __init__(self, ask: bool) -> None:
         self.ask = ask
+        self.declined = False
 
     @staticmethod
     def show(preview: RollbackPreview) -> None:
@@ -234,9 +247,11 @@ class _ConfirmRollback:
             return True
         if not sys.stdin.isatty():
             sys.stdout.write("not confirmed: no terminal to ask (use --yes)\n")
+            self.declined = True
             return False
         answer = input(f"Roll back {preview.change} on the gateway? [y/N] ")
-        return answer.strip().lower() in {"y", "yes"}
+        self.declined = answer.strip().lower() not in {"y", "yes"}
+        return not self.declined
 
 
 @register("rollback", "remove exactly what one change added", _rollback_arguments)
@@ -254,92 +269,4 @@ def _rollback(args: argparse.Namespace) -> int:
     if outcome.action == "refused":
         # Mode or kill switch: nothing was rolled back, which a script must not take for success.
         sys.stderr.write(f"error: {outcome.reason}\n")
-        return 2
-    return 0
-
-
-# ---- changes: the change log (the app's ledger, or the local file) ----
-
-
-def _changes_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "show"])
-    p.add_argument("id", nargs="?", help="change id (show)")
-    p.add_argument("--gateway-id", help="only this gateway's changes (list)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-
-@register(
-    "changes", "list the changes the bot made, or show one, with its rollback", _changes_arguments
-)
-def _changes(args: argparse.Namespace) -> int:
-    from shared.cli.wiring import change_log
-    from shared.common.errors import InputError
-    from shared.common.ids import parse_gateway_id
-    from shared.remediation.changelog import change_view, history
-
-    log = change_log(load_settings())
-    if args.action == "list":
-        records = (
-            log.for_gateway(parse_gateway_id(args.gateway_id).id) if args.gateway_id else log.all()
-        )
-        views = history(records)
-        if args.format == "json":
-            _print_json({"changes": views, "source": log.describe()})
-        else:
-            sys.stderr.write(f"changes from {log.describe()}\n")
-            sys.stdout.write("".join(_change_line(v) + "\n" for v in views) or "no changes\n")
-        return 0
-    if not args.id:
-        raise InputError("changes show needs a change id")
-    change = log.get(args.id)
-    if change is None:
-        raise InputError(f"no change {args.id[:80]!r} in {log.describe()}")
-    view = change_view(change, log.for_gateway(change.gateway_id))
-    view["plan"] = change.plan
-    if change.kind == "apply":
-        plan = plan_from_dict(change.plan)
-        view["undo"] = {
-            "summary": rollback_summary(plan, change.id),
-            "az": az_rollback_commands(plan, change.gateway_id),
-        }
-    if args.format == "json":
-        _print_json(view)
-    else:
-        sys.stdout.write(_change_text(view))
-    return 0
-
-
-def _change_line(view: dict[str, Any]) -> str:
-    gateway = str(view["gateway"]).rsplit("/", 1)[-1]
-    what = view["action"] if view["kind"] == "apply" else f"rollback of {view.get('rolls_back')}"
-    settings = ",".join(s for s in view["settings"] if s)
-    return (
-        f"{view['id']}  {view['when'][:19]}  {view['status']:<12} {gateway}  {what}"
-        + (f" on {settings}" if settings and view["kind"] == "apply" else "")
-        + f"  by {view['by']}"
-    )
-
-
-def _change_text(view: dict[str, Any]) -> str:
-    lines = [
-        f"change      {view['id']} ({view['kind']})",
-        f"gateway     {view['gateway']}",
-        f"when        {view['when']}",
-        f"by          {view['by']}" + (f" (job {view['job']})" if view.get("job") else ""),
-        f"status      {view['status']}",
-    ]
-    if view["kind"] == "apply":
-        lines.append(f"action      {view['action']} on {', '.join(view['settings'])}")
-        if view.get("certificate"):
-            lines.append(f"certificate {view['certificate']} (SHA-1 {view['thumbprint']})")
-        undone = view.get("rolled_back")
-        if undone:
-            lines.append(f"rolled back {undone['change']} by {undone['by']} at {undone['when']}")
-        else:
-            lines.append("rollback would:")
-            lines.extend(f"  {line}" for line in view["undo"]["summary"].splitlines())
-            lines.append(f"  python -m shared rollback --change {view['id']}")
-    else:
-        lines.append(f"rolls back  {view.get('rolls_back')}")
-    lines.append(f"etags       {view['etag_before']} -> {view['etag_after']}")
-    return "\n".join(lines) + "\n"
+    return outcome_code(outcome, declined=confirm.declined)

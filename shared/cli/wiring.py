@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from shared.cloud.arm import ArmClient, make_credential
 from shared.cloud.keyvault import trusted_source
 from shared.common.settings import Settings
 from shared.remediation.changelog import ChangeLog, LocalChangeLog
+from shared.remediation.holds import HoldStore, LocalHoldStore
 from shared.remediation.proposals import LocalProposalStore
 from shared.remediation.remediate import Remediator
 from shared.service.lease import LocalGatewayLock
@@ -41,9 +43,33 @@ def app_storage(env: Mapping[str, str] | None = None) -> Storage | None:
     env = os.environ if env is None else env
     if not any((env.get(key) or "").strip() for key in _APP_STORAGE_KEYS):
         return None
+    from shared.common.errors import SettingsError
     from shared.service.storage import storage_from_settings
 
-    return storage_from_settings(env)
+    try:
+        return storage_from_settings(env)
+    except ValueError as exc:  # the SDK's "Connection string is either blank or malformed."
+        raise SettingsError(
+            f"AzureWebJobsStorage: {exc} Set it to the function app's storage connection string, "
+            "or unset it to keep the CLI's state in STATE_DIR"
+        ) from None
+
+
+_said: set[str] = set()
+
+
+def local_state(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
+    """STATE_DIR; when the operator did not set it, say once on stderr which directory is read
+    (the default is relative to the current directory)."""
+    env = os.environ if env is None else env
+    state = Path(settings["STATE_DIR"])
+    if not (env.get("STATE_DIR") or "").strip() and str(state) not in _said:
+        _said.add(str(state))
+        sys.stderr.write(
+            f"note: using the local state directory {state.resolve()} (STATE_DIR is not set; "
+            "set it, or AzureWebJobsStorage to use the function app's state)\n"
+        )
+    return state
 
 
 def change_log(settings: Settings, *, env: Mapping[str, str] | None = None) -> ChangeLog:
@@ -53,7 +79,17 @@ def change_log(settings: Settings, *, env: Mapping[str, str] | None = None) -> C
         from shared.service.table_changelog import TableChangeLog
 
         return TableChangeLog(storage)
-    return LocalChangeLog(Path(settings["STATE_DIR"]))
+    return LocalChangeLog(local_state(settings, env))
+
+
+def hold_store(settings: Settings, *, env: Mapping[str, str] | None = None) -> HoldStore:
+    """The holds the CLI reads and writes: the app's ledger when configured, else STATE_DIR's."""
+    storage = app_storage(env)
+    if storage is not None:
+        from shared.service.holds import TableHoldStore
+
+        return TableHoldStore(storage)
+    return LocalHoldStore(local_state(settings, env))
 
 
 def local_remediator(
@@ -64,10 +100,10 @@ def local_remediator(
 ) -> Remediator:
     """A Remediator for the operator CLI: the function app's stores when its storage is
     configured (app_storage), else file lock, proposals and change log on local disk."""
-    state = Path(state_dir or settings["STATE_DIR"])
     credential = make_credential(settings)
     storage = app_storage(env)
     if storage is not None:
+        from shared.service.holds import TableHoldStore
         from shared.service.lease import GatewayLease
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog
@@ -80,7 +116,9 @@ def local_remediator(
             lock_for=lambda gid: GatewayLease(storage, gid),
             trusted_certificates=trusted_source(settings, credential),
             notify=notifier(settings),
+            holds=TableHoldStore(storage),
         )
+    state = Path(state_dir) if state_dir else local_state(settings, env)
     return Remediator(
         settings,
         arm=ArmClient(settings, credential=credential),
@@ -89,7 +127,8 @@ def local_remediator(
         lock_for=lambda gid: LocalGatewayLock(state, gid),
         trusted_certificates=trusted_source(settings, credential),
         notify=notifier(settings),
+        holds=LocalHoldStore(state),
     )
 
 
-__all__ = ["app_storage", "change_log", "local_remediator"]
+__all__ = ["app_storage", "change_log", "hold_store", "local_remediator"]

@@ -82,6 +82,11 @@ def effective_mode(
 def check_scope(settings: Settings, gateway_id: str) -> None:
     """Raise OutOfScopeError unless the gateway sits in ALLOWED_SCOPES (empty: nothing is)."""
     if not in_scope(gateway_id, settings.scopes):
+        if not settings.scopes:
+            raise OutOfScopeError(
+                f"{gateway_id} is outside ALLOWED_SCOPES, which is empty: set ALLOWED_SCOPES to "
+                "the subscriptions or resource groups the bot may act in"
+            )
         raise OutOfScopeError(f"{gateway_id} is outside ALLOWED_SCOPES")
 
 

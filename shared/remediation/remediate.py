@@ -49,6 +49,7 @@ from shared.remediation.changelog import (
     new_change_id,
     rollback_of,
 )
+from shared.remediation.holds import HoldStore, active_hold, hold_for_rollback
 from shared.remediation.plan import (
     Plan,
     apply_plan,
@@ -88,7 +89,7 @@ class RemediationOutcome:
 
     gateway: str
     mode: str
-    action: str  # applied | proposed | none | refused | failed | rolled_back
+    action: str  # applied | proposed | held | none | refused | failed | rolled_back
     arm_writes: int = 0
     verified: bool | None = None
     proposal: str | None = None
@@ -97,6 +98,7 @@ class RemediationOutcome:
     diagnosis: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
     verification: list[dict[str, Any]] = field(default_factory=list)
+    hold: str | None = None  # the hold that stopped the change, or the one a rollback set
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +111,7 @@ class RemediationOutcome:
             "reason": self.reason,
             # The change recorded (applied, or the rollback record): `changes show` / rollback.
             "change": self.change,
+            "hold": self.hold,
         }
 
 
@@ -163,8 +166,10 @@ class Remediator:
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
         progress: Progress = no_progress,
+        holds: HoldStore | None = None,
     ) -> None:
         self.settings = settings
+        self.holds = holds  # shared.remediation.holds: what operators told the bot to leave alone
         self.arm = arm
         self.proposals = proposals
         self.changes = changes
@@ -312,6 +317,7 @@ class Remediator:
         base.arm_writes = sum(r.arm_writes for r in results)
         base.proposal = next((r.proposal for r in results if r.proposal), None)
         base.change = next((r.change for r in results if r.change), None)
+        base.hold = next((r.hold for r in results if r.hold), None)
         verified = [r.verified for r in results if r.verified is not None]
         base.verified = all(verified) if verified else None
         base.plan = first.plan
@@ -354,6 +360,8 @@ class Remediator:
             )
             verdict = replace(verdict, outcome=Outcome.PROPOSE, reasons=(*verdict.reasons, outside))
         result = RemediationOutcome(gid.id, decision.mode.value, "none", plan=plan_to_dict(plan))
+        if verdict.outcome is not Outcome.DIAGNOSE and self._held(result, plan):
+            return result
         if show is not None and (dry_run or verdict.outcome is not Outcome.DIAGNOSE):
             show(self.fix_preview(plan, assessment, verdict.outcome.value, verdict.reasons))
         if verdict.outcome is Outcome.DIAGNOSE:
@@ -542,6 +550,9 @@ class Remediator:
                 reason="kill switch is on: no gateway writes",
             )
         plan = proposal.get_plan()
+        held = RemediationOutcome(gid.id, "apply", "none", proposal=proposal.id)
+        if self._held(held, plan):
+            return held
         self.progress(f"reading the gateway {gid.name}")
         current = self.arm.get_gateway(gid)
         fresh = replan(current.doc, plan)
@@ -811,7 +822,7 @@ class Remediator:
         if not preview.patch:
             # Nothing of ours is left (someone removed it): recorded, so the change reads as undone.
             if decision.mode is Mode.APPLY and not dry_run and not self.settings.kill_switch:
-                return self._revert(gid, change, by=by, mode=mode)
+                return self._hold_after(change, self._revert(gid, change, by=by, mode=mode), by)
             return RemediationOutcome(
                 gid.id, mode, "none", reason=f"nothing of {change.id} is left on the gateway"
             )
@@ -836,7 +847,59 @@ class Remediator:
             return RemediationOutcome(gid.id, mode, "none", reason="dry run: nothing written")
         if confirm is not None and not confirm(preview):
             return RemediationOutcome(gid.id, mode, "none", reason="not confirmed by the operator")
-        return self._revert(gid, change, by=by, mode=mode)
+        return self._hold_after(change, self._revert(gid, change, by=by, mode=mode), by)
+
+    # ---- holds (shared.remediation.holds) -----------------------------------------------------
+
+    def _held(self, outcome: RemediationOutcome, plan: Plan) -> bool:
+        """When an active hold covers `plan`, mark `outcome` held (nothing applied or proposed)."""
+        if self.holds is None:
+            return False
+        now = self.clock()
+        hold = active_hold(
+            self.holds.list(outcome.gateway),
+            outcome.gateway,
+            plan.settings_names,
+            plan.action.value,
+            now,
+        )
+        if hold is None:
+            return False
+        outcome.action, outcome.hold, outcome.reason = "held", hold.id, hold.describe()
+        return True
+
+    def _hold_after(
+        self, change: ChangeRecord, outcome: RemediationOutcome, by: str
+    ) -> RemediationOutcome:
+        """An operator's rollback holds what it undid, so no job makes that change again."""
+        if self.holds is None or outcome.action == "failed" or not outcome.change:
+            return outcome
+        hold = hold_for_rollback(
+            gateway_id=change.gateway_id,
+            settings=change.settings,
+            kind=str(change.plan.get("action") or ""),
+            change=change.id,
+            rollback=outcome.change,
+            by=by,
+            now=self.clock(),
+        )
+        self.holds.add(hold)
+        outcome.hold = hold.id
+        self._notify(
+            "hold_set",
+            {
+                "event": "hold_set",
+                "gateway": hold.gateway_id,
+                "action": hold.kind,
+                "settings": list(hold.settings),
+                "change": change.id,
+                "hold": hold.id,
+                "by": by,
+                "reason": hold.describe(),
+            },
+        )
+        outcome.reason += f"; {hold.id} keeps the bot from making it again (`holds release`)"
+        return outcome
 
     def _revert(
         self, gid: GatewayId, change: ChangeRecord, *, by: str, mode: str

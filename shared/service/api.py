@@ -443,6 +443,9 @@ def handle_get_change(ctx: AppContext, change_id: str) -> ApiResponse:
                 "summary": rollback_summary(plan, change.id),
                 "az": az_rollback_commands(plan, change.gateway_id),
             }
+        from shared.service.holds import TableHoldStore, holds_of_change
+
+        view["holds"] = holds_of_change(TableHoldStore(ctx.storage), change.id, change.gateway_id)
         return ApiResponse(200, view)
 
     return guarded(run)

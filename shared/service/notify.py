@@ -33,6 +33,9 @@ EVENTS = {
     "proposal_rejected": "Proposal rejected",
     "proposal_applied": "Proposal applied",
     "proposal_failed": "Proposal failed",
+    # Holds (shared.remediation.holds): what the bot was told to leave alone.
+    "hold_set": "Hold set",
+    "hold_released": "Hold released",
 }
 _FACTS = (
     ("gateway", "Gateway"),
@@ -42,6 +45,7 @@ _FACTS = (
     ("mode", "Mode"),
     ("proposal", "Proposal"),
     ("change", "Change"),
+    ("hold", "Hold"),
     ("by", "By"),
     ("reason", "Reason"),
 )

@@ -28,7 +28,16 @@ LEASE_BUSY_DELAY_SECONDS = 30
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 # Ledger rows that record how a job ended (RemediationOutcome.action, "diagnosed"), and the job
 # state each one means; any other ends the job as succeeded.
-_OUTCOME_ROWS = {"applied", "proposed", "none", "refused", "failed", "rolled_back", "diagnosed"}
+_OUTCOME_ROWS = {
+    "applied",
+    "proposed",
+    "held",
+    "none",
+    "refused",
+    "failed",
+    "rolled_back",
+    "diagnosed",
+}
 _FINAL_STATES = {"proposed": "proposed", "failed": "failed", "refused": "failed"}
 
 

@@ -184,7 +184,7 @@ class BotApp:
         assert reply.status == 200, reply.body
 
     def rows(self, partition: str) -> list[dict[str, Any]]:
-        """Ledger rows of one kind ("job", "alert", "active"); see shared/service/storage.py."""
+        """Ledger rows of one kind ("job", "alert", "active"); see shared/service/storage/."""
         self.storage.ensure()
         table = self.storage.table_service.get_table_client(self.storage.names.ledger_table)
         return list(table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}))

@@ -69,6 +69,8 @@ HTTP_FUNCTIONS = {
     "list_changes": ("changes", ["GET"]),
     "get_change": ("changes/{id}", ["GET"]),
     "rollback_change": ("changes/{id}/rollback", ["POST"]),
+    "list_holds": ("holds", ["GET"]),
+    "release_hold": ("holds/{id}/release", ["POST"]),
 }
 # A browser opened from a notification link has no function key: the review page and its
 # Approve/Reject buttons are anonymous at the host and guarded by App Service Authentication
