@@ -13,6 +13,7 @@ from typing import Any
 
 import infra_checks as checks  # loaded from infra/checks.py by conftest.py
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -287,3 +288,56 @@ def test_a_single_backslash_would_break_the_parameters_file() -> None:
             PARAMETERS.read_text(),
             {**_AZD_ENV, "TARGET_GATEWAY_IDS": "x", "TRUSTED_SUBJECT_PATTERN": r"^CN=.*\.x$"},
         )
+
+
+# --- sign-in, azd version and the documented story -----------------------------------------
+
+
+def test_postprovision_hook_gives_the_app_registration_its_redirect_uri(main: Any) -> None:
+    """Learn, "Configure your App Service or Azure Functions app to use Microsoft Entra sign-in":
+    web redirect URI `<app-url>/.auth/login/aad/callback`, and ID tokens enabled (no client secret
+    here, so the implicit flow). The host name is an output of main.bicep, known after provision."""
+    hooks = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]
+    for shell, prefix in (("posix", "$"), ("windows", "$env:")):
+        hook = hooks["postprovision"][shell]
+        run = " ".join(hook["run"].split())
+        assert f'az ad app update --id "{prefix}AUTH_CLIENT_ID"' in run, shell
+        callback = f'"https://{prefix}AZURE_FUNCTION_APP_HOST/.auth/login/aad/callback"'
+        assert f"--web-redirect-uris {callback}" in run, shell
+        assert "--enable-id-token-issuance true" in run, shell
+    assert {"AUTH_CLIENT_ID", "AZURE_FUNCTION_APP_HOST"} <= set(main.outputs)
+
+
+def test_deploy_doc_asks_for_azd_1_17() -> None:
+    """azd packages a Python function app honouring .funcignore only from 1.17 (Azure/azure-dev
+    PR #5383), and reads main.parameters.json as JSON first from 1.15 (PR #5061)."""
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    assert "**1.17 or newer**" in doc and "5383" in doc
+    assert not re.search(r"\b1\.(?:[0-9]|1[0-6]) or newer", doc), "an older azd minimum"
+
+
+def test_docs_name_only_routes_that_exist() -> None:
+    """function_app.py has no /api/fix route (fixing is /api/gateways/.../fix)."""
+    app = (REPO / "function_app.py").read_text()
+    assert 'route="fix"' not in app
+    for path in [*DOCS, *INFRA.rglob("*.bicep")]:
+        assert "/api/fix" not in path.read_text(), path.name
+
+
+def test_docs_tell_one_story_for_the_action_group_key() -> None:
+    """alerts.bicep embeds the alerts function's own key (listKeys on sites/functions/alerts):
+    the docs must not tell operators to wire a host key, and must say how to read that key."""
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    operations = (REPO / "docs" / "operations.md").read_text()
+    assert "az functionapp function keys list" in deploy and "--function-name alerts" in deploy
+    assert "?code=<host key>" not in operations
+    assert "host key or an Entra ID token" not in deploy
+    assert "never lists gateways" not in deploy
+
+
+def test_deploy_doc_says_how_an_operator_reaches_the_ledger() -> None:
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    section = deploy.split("## Operators: reaching the ledger", 1)[1].split("\n## ", 1)[0]
+    for needed in ("operatorIpRanges", "Storage Table Data Reader", "Storage Blob Data Reader"):
+        assert needed in section, needed
+    assert "AzureWebJobsStorage__accountName" in section
