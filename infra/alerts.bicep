@@ -30,8 +30,9 @@ module alerts 'modules/alerts.bicep' = {
     functionAppId: site.id
     functionAppHostName: site.properties.defaultHostName
     alertFunctionName: alertFunctionName
-    // The alerts function's own default key: it opens /api/alerts only, not /api/fix, /api/jobs
-    // or /api/proposals as a host key would. A secure parameter, never an output.
+    // The alerts function's own default key: it opens /api/alerts only, not the other keyed
+    // routes (/api/gateways/..., /api/jobs, /api/proposals, /api/changes) as a host key would.
+    // A secure parameter, never an output.
     // https://learn.microsoft.com/azure/azure-functions/function-keys-how-to
     functionKey: listKeys('${site.id}/functions/${alertFunctionName}', '2024-04-01').default
     gatewayIds: gatewayIdList

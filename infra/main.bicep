@@ -36,8 +36,14 @@ param keyVaultId string = ''
 ])
 param remediationMode string = 'propose'
 
-@description('true turns every gateway write off (REMEDIATION_KILL_SWITCH).')
-param killSwitch bool = false
+// A string, not a bool: every value in main.parameters.json is a JSON string (azd parses the raw
+// file before it substitutes environment variables), and the app setting is a string anyway.
+@description('\'true\' turns every gateway write off (REMEDIATION_KILL_SWITCH).')
+@allowed([
+  'true'
+  'false'
+])
+param killSwitch string = 'false'
 
 @description('Comma-separated Key Vault certificate names that are trusted sources (TRUSTED_CERT_NAMES).')
 param trustedCertNames string = ''
@@ -45,8 +51,10 @@ param trustedCertNames string = ''
 @description('Regular expression a certificate subject or SAN must match to be applied automatically (TRUSTED_SUBJECT_PATTERN).')
 param trustedSubjectPattern string = ''
 
-@description('Comma-separated identities allowed to approve proposals (APPROVERS).')
-param approvers string = ''
+// Required: azd prompts for it when APPROVERS is not set (a parameter with no value and no default),
+// so no deployment ends up with nobody able to approve. Pass '' explicitly for none.
+@description('Comma-separated Entra object ids of the approvers (APPROVERS): the only callers who may approve, reject or roll back, and the only principals App Service Authentication admits. Your own: az ad signed-in-user show --query id -o tsv.')
+param approvers string
 
 @description('Webhook for proposals and outcomes (NOTIFY_WEBHOOK_URL); empty for none.')
 @secure()
@@ -66,9 +74,6 @@ param notifyWebhookFormat string = 'json'
 
 @description('Application (client) id of the Entra app registration that protects the approval endpoints.')
 param authClientId string
-
-@description('Comma-separated Entra object ids of the approvers (users or service principals) App Service Authentication admits to the approval endpoints; empty leaves it to the app registration: set appRoleAssignmentRequired and assign the approvers (docs/deploy.md).')
-param approverObjectIds string = ''
 
 @description('Resource id of an existing integration subnet (delegated to Microsoft.App/environments, Microsoft.Storage service endpoint); empty to create a VNet.')
 param existingSubnetId string = ''
@@ -92,8 +97,11 @@ param backendPorts string = '443'
 ])
 param storageNetworkDefaultAction string = 'Deny'
 
-@description('Scopes the custom roles may be assigned at; empty means this subscription. Add every subscription holding a gateway, a linked resource or the Key Vault.')
-param roleAssignableScopes array = []
+@description('Comma-separated public IPs or CIDR ranges admitted to the bot\'s storage account besides the integration subnet (storageNetworkDefaultAction Deny): where operators run the CLI against the app\'s ledger (docs/deploy.md, "Operators: reaching the ledger").')
+param operatorIpRanges string = ''
+
+@description('Comma-separated scopes (/subscriptions/<id>) the custom roles may be assigned at; empty means this subscription. Add every subscription holding a gateway, a linked resource or the Key Vault.')
+param roleAssignableScopes string = ''
 
 @description('Tags for every resource.')
 param tags object = {}
@@ -109,11 +117,13 @@ var gatewayIds = [for id in filter(split(targetGatewayIds, ','), x => !empty(tri
 var linkedIds = [for id in filter(split(linkedResourceIds, ','), x => !empty(trim(x))): trim(id)]
 var backendPrefixList = [for p in filter(split(backendAddressPrefixes, ','), x => !empty(trim(x))): trim(p)]
 var backendPortList = [for p in filter(split(backendPorts, ','), x => !empty(trim(x))): trim(p)]
-var approverIds = [for id in filter(split(approverObjectIds, ','), x => !empty(trim(x))): trim(id)]
+var approverIds = [for id in filter(split(approvers, ','), x => !empty(trim(x))): trim(id)]
+var operatorIps = [for ip in filter(split(operatorIpRanges, ','), x => !empty(trim(x))): trim(ip)]
+var scopeList = [for s in filter(split(roleAssignableScopes, ','), x => !empty(trim(x))): trim(s)]
 var deploymentContainerName = 'deployment-package'
 var keyVaultName = last(split(keyVaultId, '/'))
 var keyVaultUrl = empty(keyVaultId) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
-var assignableScopes = empty(roleAssignableScopes) ? [subscription().id] : roleAssignableScopes
+var assignableScopes = empty(scopeList) ? [subscription().id] : scopeList
 
 // Every setting shared/common/settings.py reads with consumer "bot" (tests/infra enforces it). Values
 // are the registry defaults except where Azure decides them; platform settings (storage
@@ -126,7 +136,7 @@ var botSettings = {
   KEY_VAULT_URL: keyVaultUrl
   KEY_VAULT_VERIFY_CHALLENGE_RESOURCE: 'true'
   REMEDIATION_MODE: remediationMode
-  REMEDIATION_KILL_SWITCH: string(killSwitch)
+  REMEDIATION_KILL_SWITCH: killSwitch
   ALLOWED_SCOPES: join(gatewayIds, ',')
   MODE_TAG: 'appgw-cert-bot-mode'
   OWNERSHIP_TAGS: 'managed-by-k8s-ingress,managed-by=terraform'
@@ -134,7 +144,8 @@ var botSettings = {
   TRUSTED_SUBJECT_PATTERN: trustedSubjectPattern
   COOLDOWN_MINUTES: '30'
   DAILY_CERT_CAP: '3'
-  APPROVERS: approvers
+  // Entra object ids, trimmed: the same list App Service Authentication admits (auth.bicep).
+  APPROVERS: join(approverIds, ',')
   ROLLBACK_BY_APPLIER: 'false'
   // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
   PROBE_VANTAGE: 'auto'
@@ -208,6 +219,7 @@ module storage 'modules/storage.bicep' = {
     name: 'stbot${token}'
     subnetId: network.outputs.subnetId
     networkDefaultAction: storageNetworkDefaultAction
+    operatorIpRanges: operatorIps
     deploymentContainerName: deploymentContainerName
     tags: allTags
   }
@@ -269,3 +281,6 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_APP_HOST string = functionApp.outputs.defaultHostName
 output AZURE_BOT_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output ALERT_GATEWAY_IDS string = join(gatewayIds, ',')
+// The postprovision hook sets the app registration's redirect URI (azure.yaml); azd keeps outputs
+// in the environment even when authClientId was answered at a prompt.
+output AUTH_CLIENT_ID string = authClientId

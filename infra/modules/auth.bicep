@@ -1,7 +1,22 @@
-// App Service Authentication (Entra ID) in front of the approval endpoints (/api/gateways/...,
-// /api/jobs/..., /api/proposals/...). /api/alerts is excluded: Azure Monitor action groups
-// cannot present an Entra token to a Function receiver and call it with the function key
-// instead (docs/sources.md#action-groups).
+// App Service Authentication (Entra ID): signs approvers in and tells the app who they are.
+//
+// unauthenticatedClientAction is AllowAnonymous, and the app decides (docs/sources.md#easy-auth):
+// - "Allow anonymous requests" defers unauthenticated traffic to the app's code, and for
+//   authenticated requests App Service still passes the caller in the X-MS-CLIENT-PRINCIPAL*
+//   headers, which it strips from client requests (Learn, "Authentication and authorization in
+//   Azure App Service and Azure Functions", Authorization behavior; "Work with user identities").
+// - The review page (/api/proposals/{id}/review) sends a signed-out browser to
+//   /.auth/login/aad?post_login_redirect_uri=<the page> and back; approve, reject and rollback
+//   answer 401 JSON without a caller. One global action cannot do both: RedirectToLoginPage would
+//   answer API clients with a redirect, Return401 would never send a browser to sign in, and
+//   excludedPaths cannot name /api/proposals/{id}/review (the id is in the middle; only a
+//   trailing /* wildcard is supported, MicrosoftDocs/azure-docs#86514).
+// - /api/alerts and the other keyed routes need the function key at the Functions host, as
+//   before; the action group has no Entra token to send (docs/sources.md#action-groups).
+// Sign-in without a client secret uses the implicit flow and needs ID tokens enabled on the app
+// registration, with the web redirect URI https://<host>/.auth/login/aad/callback (Learn,
+// "Configure your App Service or Azure Functions app to use Microsoft Entra sign-in"); the
+// postprovision hook in azure.yaml sets both (docs/deploy.md).
 
 @description('Function app name.')
 param functionAppName string
@@ -15,7 +30,7 @@ param tenantId string = tenant().tenantId
 @description('Extra audiences accepted besides api://<clientId> and <clientId>.')
 param extraAudiences array = []
 
-@description('Entra object ids admitted to the approval endpoints; empty leaves it to the app registration (appRoleAssignmentRequired).')
+@description('Entra object ids App Service Authentication admits (APPROVERS); a signed-in principal not listed gets 403 from the platform. Empty leaves it to the app registration (appRoleAssignmentRequired).')
 param allowedPrincipalIds array = []
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
@@ -23,7 +38,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
 }
 
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
-  //checkov:skip=CKV_AZURE_13: this check reads only the legacy authsettings (properties.enabled); authsettingsV2 turns authentication on with platform.enabled and requireAuthentication below.
+  //checkov:skip=CKV_AZURE_13: this check reads only the legacy authsettings (properties.enabled); authsettingsV2 turns authentication on with platform.enabled below (the app, not the platform, refuses anonymous callers: see the top of this file).
   //checkov:skip=CKV_AZURE_63: HTTP logging is a site web-config setting; this check misfires on every sites/config resource, and this one is authsettingsV2.
   //checkov:skip=CKV_AZURE_65: detailed error messages are a site web-config setting; this check misfires on this authsettingsV2 resource.
   //checkov:skip=CKV_AZURE_66: failed request tracing is a site web-config setting; this check misfires on this authsettingsV2 resource.
@@ -37,12 +52,10 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
       enabled: true
     }
     globalValidation: {
-      requireAuthentication: true
-      // An API has no sign-in page to redirect to: unauthenticated calls get 401.
-      unauthenticatedClientAction: 'Return401'
-      excludedPaths: [
-        '/api/alerts'
-      ]
+      // The app answers each unauthenticated request itself: a redirect to sign-in for the review
+      // page, 401 for the API (see the top of this file).
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
     }
     httpSettings: {
       requireHttps: true

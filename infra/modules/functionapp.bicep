@@ -1,5 +1,8 @@
 // The bot's Function App on the Flex Consumption plan (FC1, Linux, Python 3.11), HTTPS only,
-// TLS 1.2, FTP and basic publishing credentials off, running as the user-assigned identity.
+// TLS 1.2, basic publishing credentials (FTP and SCM) off, running as the user-assigned identity.
+// siteConfig sets no property on Learn's Flex Consumption deprecation list ("App settings
+// reference for Azure Functions", Flex Consumption plan deprecations): ARM rejects them with error
+// 51021 ("... for Flex Consumption sites is invalid"), ftpsState included (docs/sources.md#flex-consumption).
 // Flex Consumption is the plan to use for a new Python app with VNet integration
 // (docs/sources.md#functions: Linux Consumption is retired).
 
@@ -105,6 +108,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222: public access stays on: Azure Monitor action groups call /api/alerts from the internet (with the function key) and cannot reach a private endpoint; approval routes are behind Entra ID (auth.bicep).
   //checkov:skip=CKV_AZURE_17: callers do not authenticate with client certificates: action groups send the function key and approvers an Entra ID token.
   //checkov:skip=CKV_AZURE_212: Flex Consumption scales out per trigger from zero; a standing minimum of instances would be always-ready capacity billed around the clock for an alert-driven bot.
+  //checkov:skip=CKV_AZURE_78: this check reads siteConfig.ftpsState, which Flex Consumption rejects (ARM error 51021; Learn Flex Consumption deprecations); FTP is off through basicPublishingCredentialsPolicies ftp allow=false below.
   //checkov:skip=CKV_AZURE_213: App Service health check takes unhealthy instances out of a pool of always-on web workers; this app has none, and the probe path would need an anonymous route past App Service Authentication.
   name: name
   location: location
@@ -149,7 +153,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         for setting in items(appSettings): {
@@ -162,7 +165,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // Basic (user/password) publishing credentials off for both FTP and the SCM site: deployments
-// authenticate with Entra ID.
+// authenticate with Entra ID. This, not siteConfig.ftpsState (which Flex Consumption rejects), is
+// what turns FTP off here.
 resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
   parent: site
   name: 'ftp'

@@ -354,9 +354,11 @@ module keyVaultReferenceGrants 'rbac-linked.bicep' = [
 
 // ARM evaluates a module's scope even when its condition is false, and split('', '/') has no
 // index 2 (Azure/bicep #2371, #11463): without a Key Vault the scope falls back to the bot's group.
+// The condition sits inside the arguments of one resourceGroup() call: a ternary choosing between
+// two scope calls is a compile error (Bicep diagnostic BCP420; docs/sources.md#bicep).
 module keyVaultGrant 'rbac-keyvault.bicep' = if (!empty(keyVaultId)) {
   name: 'bot-rbac-key-vault'
-  scope: empty(keyVaultId) ? resourceGroup(resourceGroupName) : resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
+  scope: resourceGroup(empty(keyVaultId) ? subscription().subscriptionId : split(keyVaultId, '/')[2], empty(keyVaultId) ? resourceGroupName : split(keyVaultId, '/')[4])
   params: {
     keyVaultName: last(split(keyVaultId, '/'))
     roleDefinitionName: keyVaultCertificateReaderRole.name

@@ -20,6 +20,9 @@ param subnetId string
 ])
 param networkDefaultAction string = 'Deny'
 
+@description('Public IP addresses or CIDR ranges (operators running the CLI against the app\'s ledger) admitted besides the subnet when the default action is Deny. IP rules do not apply to clients in the account\'s own region.')
+param operatorIpRanges array = []
+
 @description('Blob container Flex Consumption deploys the app package into.')
 param deploymentContainerName string
 
@@ -65,6 +68,12 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       virtualNetworkRules: [
         {
           id: subnetId
+          action: 'Allow'
+        }
+      ]
+      ipRules: [
+        for range in operatorIpRanges: {
+          value: range
           action: 'Allow'
         }
       ]
