@@ -323,7 +323,7 @@ def handle_decide_proposal(
 ) -> ApiResponse:
     """POST /api/proposals/{id}/approve|reject. Needs an authenticated approver (App Service
     Authentication), in APPROVERS, other than the requester. Approval runs as a job. A browser's
-    request must also be same-origin and carry the review page's token (shared/service/review)."""
+    request must also be same-origin and carry the review page's token (shared/service/csrf)."""
     from shared.remediation.proposals import ApprovalError, ProposalNotFound, check_approver
 
     def run() -> ApiResponse:
@@ -530,7 +530,7 @@ def _cross_site_refusal(
     token; None for anything else (non-browser clients need no token)."""
     import os
 
-    from shared.service.review import csrf_refusal
+    from shared.service.csrf import csrf_refusal
 
     refusal = csrf_refusal(
         headers,
