@@ -134,6 +134,7 @@ var botSettings = {
   TRUSTED_SUBJECT_PATTERN: trustedSubjectPattern
   COOLDOWN_MINUTES: '30'
   DAILY_CERT_CAP: '3'
+  MAX_TARGETS_PER_ALERT: '50'
   APPROVERS: approvers
   ROLLBACK_BY_APPLIER: 'false'
   // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
