@@ -144,6 +144,7 @@ var botSettings = {
   TRUSTED_SUBJECT_PATTERN: trustedSubjectPattern
   COOLDOWN_MINUTES: '30'
   DAILY_CERT_CAP: '3'
+  MAX_TARGETS_PER_ALERT: '50'
   // Entra object ids, trimmed: the same list App Service Authentication admits (auth.bicep).
   APPROVERS: join(approverIds, ',')
   ROLLBACK_BY_APPLIER: 'false'

@@ -81,7 +81,20 @@ def _serve(
                 flush=True,
             )
             if functions is not None:
+                from sandbox.sweep_clock import describe
+
                 print(f"function app running at {env['FUNCTIONS_URL']}", flush=True)
+                print(
+                    f"mode: REMEDIATION_MODE={env.get('REMEDIATION_MODE')}"
+                    + (
+                        " (the default of a deployment; --setting REMEDIATION_MODE=apply to "
+                        "let it write)"
+                        if env.get("REMEDIATION_MODE") == "propose"
+                        else " (--setting)"
+                    ),
+                    flush=True,
+                )
+                print(describe(functions.sweep_every, env.get("SWEEP_SCHEDULE")), flush=True)
             while not stop.wait(0.5):
                 pass
         finally:
@@ -101,6 +114,9 @@ class FunctionsOptions:
     port: int = 0
     signed_in_as: str = "approver@contoso.com"
     settings: tuple[tuple[str, str], ...] = ()
+    # None: the app's own NCRONTAB schedule (SWEEP_SCHEDULE, every 15 minutes as deployed);
+    # 0: no sweep; N: every N seconds (sandbox.sweep_clock).
+    sweep_every: float | None = None
 
 
 def _free_port() -> int:
@@ -114,9 +130,12 @@ def _start_functions(
 ) -> dict[str, str]:
     """Azurite and the local Functions runner serving function_app over the sandbox; the keys
     the env file gains: FUNCTIONS_URL, FUNCTIONS_KEY (a host key: every keyed route, /api/alerts
-    included) and AzureWebJobsStorage (the app's state, for clients reading its ledger)."""
+    included), AzureWebJobsStorage (the app's state, for clients reading its ledger) and
+    REMEDIATION_MODE (the app's: `propose` like a deployment, whatever the scenario sets for
+    the demo, unless --setting says otherwise)."""
     from sandbox.azurite import start_azurite
     from sandbox.funcrunner import FunctionRunner
+    from sandbox.sweep_clock import SweepClock
 
     azurite = start_azurite(workdir / "azurite")
     stops.append(azurite.stop)
@@ -132,6 +151,9 @@ def _start_functions(
         "APPROVERS": sandbox_env.get("APPROVERS") or options.signed_in_as,
         "REVIEW_TOKEN_SECRET": secrets.token_urlsafe(32),
         "FUNCTIONS_URL": url,
+        # A deployment's default (infra/ and the settings registry); scenarios set apply for
+        # `make demo`, which does not come through here.
+        "REMEDIATION_MODE": "propose",
         **overrides,
     }
     runner = FunctionRunner(
@@ -141,13 +163,17 @@ def _start_functions(
         keys={"default": key},
         easy_auth=True,
         easy_auth_principal=options.signed_in_as or None,
-        schedule=True,
+        schedule=options.sweep_every is None,
         port=port,
     )
     runner.start()
     stops.append(runner.stop)
+    if options.sweep_every:
+        clock = SweepClock(runner, options.sweep_every).start()
+        stops.append(clock.stop)
     return {
         **overrides,
+        "REMEDIATION_MODE": settings["REMEDIATION_MODE"],
         "FUNCTIONS_URL": url,
         "FUNCTIONS_KEY": key,
         "AzureWebJobsStorage": azurite.connection_string,
@@ -159,6 +185,16 @@ def _setting(text: str) -> tuple[str, str]:
     if not sep or not name.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name.strip(), value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected 0 to 86400 seconds, got {text!r}")
+    return value
 
 
 def _scenarios() -> int:
@@ -213,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--functions",
         action="store_true",
-        help="also run the function app (Azurite and the local Functions runner); the env file "
-        "gains FUNCTIONS_URL, FUNCTIONS_KEY and AzureWebJobsStorage",
+        help="also run the function app (Azurite and the local Functions runner) in "
+        "REMEDIATION_MODE=propose, as deployed (--setting to change), with its sweep (see "
+        "--sweep-every); the env file gains FUNCTIONS_URL, FUNCTIONS_KEY, AzureWebJobsStorage "
+        "and REMEDIATION_MODE",
     )
     serve.add_argument(
         "--functions-port", type=int, default=0, help="with --functions: port (default: free)"
@@ -236,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         help="with --functions: an app setting over the scenario's (repeatable)",
     )
     serve.add_argument(
+        "--sweep-every",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --functions: run the app's sweep (list gateways in ALLOWED_SCOPES, queue a "
+        "check of each unhealthy one) every SECONDS; 0: never. Default: the app's own schedule, "
+        "every 15 minutes on the clock as deployed (SWEEP_SCHEDULE)",
+    )
+    serve.add_argument(
         "--fleet",
         metavar="GxS@U",
         help="add a generated fleet: G gateways in S subscriptions, a share U unhealthy, e.g. "
@@ -250,10 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         functions = None
         if args.functions:
             functions = FunctionsOptions(
-                args.functions_port, args.signed_in_as, tuple(args.setting)
+                args.functions_port, args.signed_in_as, tuple(args.setting), args.sweep_every
             )
-        elif args.setting or args.functions_port:
-            parser.error("--setting and --functions-port need --functions")
+        elif args.setting or args.functions_port or args.sweep_every is not None:
+            parser.error("--setting, --functions-port and --sweep-every need --functions")
         if args.scenario is None and not args.fleet:
             parser.error("serve needs --scenario (or --fleet)")
         return _serve(

@@ -160,6 +160,11 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
         )
         with runner:
             print(f"function app running locally at {runner.url} (stand-in for `func start`)")
+            print(
+                f"mode: REMEDIATION_MODE={env.get('REMEDIATION_MODE', 'propose')}, the "
+                "scenario's demo setting; a deployment and `serve --functions` default to "
+                "propose (a person approves every change); no sweep runs in the demo"
+            )
             for gateway_id in handle.gateway_ids:
                 gateways.append(
                     _one_gateway(client, runner.url, key, gateway_id, out_dir, interval)

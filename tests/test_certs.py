@@ -6,6 +6,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -25,6 +26,7 @@ from shared.core.certs import (
     is_valid_at,
     load_certificates,
     matches_host,
+    pem_blocks,
     same_public_key,
     to_arm_data,
     to_pem,
@@ -363,3 +365,23 @@ def test_invalid_version_is_an_input_error() -> None:
         cert_info(bytes(der))
     with pytest.raises(InputError):
         load_certificates(to_pem(bytes(der)))
+
+
+def test_pem_splitting_is_linear_on_unterminated_markers() -> None:
+    # A regex spanning BEGIN ... END retried from every BEGIN: 1 MB took over 90 s.
+    hostile = "-----BEGIN CERTIFICATE-----\n" * (1024 * 1024 // 28)
+    assert pem_blocks(hostile) == []
+    started = time.perf_counter()
+    with pytest.raises(InputError):
+        load_certificates(hostile)
+    with pytest.raises(InputError):
+        load_certificates(hostile.encode() + b"-----END CERTIFICATE-----")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_stray_begin_does_not_swallow_the_next_block() -> None:
+    pem = to_pem(leaf_der())
+    assert load_certificates("-----BEGIN CERTIFICATE-----\ngarbage\n" + pem) == [leaf_der()]
+    assert pem_blocks("x -----BEGIN X509 CERTIFICATE-----ab-----END CERTIFICATE----- y") == ["ab"]
+    # A chain: two blocks, in order.
+    assert len(pem_blocks(_pem_chain())) == 2

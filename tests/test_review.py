@@ -1,22 +1,33 @@
-"""The review page's pure parts: anti-CSRF tokens and refusals, escaping, the CSP, and the
-review link in notifications (issue 13, deliverable 8; the browser test is tests/browser)."""
+"""The review page's pure parts: anti-CSRF tokens and refusals, escaping, the CSP, the review
+link in notifications, and the diagnosis section: the gateway's verdict on each presented chain
+(through which allow-listed certificate), the probe log tied to the cause, and the rollback
+promise the code keeps (the browser test is tests/browser)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
+import test_tls_probe
+from test_diagnosis import HOST as APP_HOST
+from test_diagnosis import V2_INTERMEDIATE, ilb, run, seed_v1, v2_doc, v2_health
+from test_tls_probe import Pki, TlsServer
 
+from shared.core.report import to_json
+from shared.remediation.proposals import ProposalNotFound
 from shared.service.notify import format_message, review_url, with_review_url
 from shared.service.review import (
     csrf_refusal,
+    handle_review,
     is_browser_request,
     issue_token,
     page_headers,
     render_review,
     token_problem,
 )
+from shared.service.review_trust import chain_trust
 
 SECRET = "s3cret-for-tests"
 PID = "20250603T081530Z-3fa2c1d0"
@@ -187,3 +198,142 @@ def test_notifications_link_to_the_review_page() -> None:
     assert "review_url" not in with_review_url({"event": "applied", "proposal": None}, local)
     card = format_message(event, "teams")["attachments"][0]["content"]
     assert card["actions"][0]["url"] == event["review_url"]
+
+
+def test_a_client_sent_forwarded_host_is_not_this_origin() -> None:
+    token = issue_token(SECRET, PID, ALICE, now=NOW)
+    forged = {
+        "Host": "bot.example:7071",
+        "X-Forwarded-Host": "evil.example",
+        "Origin": "https://evil.example",
+        "X-Review-Token": token,
+    }
+    refused = _refusal(forged)
+    assert refused is not None and refused[0] == "cross_site_request"
+    # The configured public URL (a proxy or custom domain in front of the app) still counts.
+    proxied = {**forged, "Origin": "https://bot.contoso.com"}
+    assert (
+        csrf_refusal(
+            proxied,
+            b"",
+            proposal_id=PID,
+            caller=ALICE,
+            secret=SECRET,
+            env={"FUNCTIONS_URL": "https://bot.contoso.com/"},
+            now=NOW,
+        )
+        is None
+    )
+
+
+# ---- the diagnosis section: trust per chain ---------------------------------------------------
+
+pki = test_tls_probe.pki
+servers = test_tls_probe.servers
+
+
+def _findings(diagnosis: Any) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(to_json(diagnosis)))["findings"]
+
+
+def _verdicts(page: str) -> list[str]:
+    return re.findall(r'data-verdict="(\w+)"', page)
+
+
+def test_v2_the_chain_under_sni_is_trusted_through_the_uploaded_root(
+    pki: Pki, servers: list[TlsServer]
+) -> None:
+    backend = ilb(pki).start()
+    servers.append(backend)
+    doc = v2_doc(backend.port, roots=[pki.root], listeners={"ase-https": APP_HOST})
+    findings = _findings(run(doc, v2_health(V2_INTERMEDIATE)))
+    ev = findings[0]["evidence"]
+    allow = ev["allow_listed"]
+    gateway = chain_trust(ev["captures"]["gateway"]["chain"], allow, "v2")
+    under_sni = chain_trust(ev["captures"]["alternative"]["chain"], allow, "v2")
+    assert gateway.verdict == "untrusted" and "self-signed leaf" in gateway.reason
+    assert under_sni.verdict == "trusted" and under_sni.through == "root-0"
+    assert under_sni.headline() == "trusted through root-0 (trusted root)"
+
+    page = render_review(
+        _proposal(evidence=findings, plan={"action": "set_backend_host_name"}),
+        caller=ALICE,
+        token="t",
+        refusal=None,
+        job=None,
+        nonce="n",
+    )
+    assert _verdicts(page) == ["untrusted", "trusted"]
+    assert "trusted through root-0 (trusted root)" in page
+    # Every certificate of the trusted chain is drawn trusted, none of it red.
+    sni_column = page.split("Presented under SNI")[1]
+    assert 'class="cert untrusted"' not in sni_column
+    assert sni_column.count('class="cert trusted"') == 3
+    # The probe log is tied to the cause the bot names.
+    assert "Backend health says" in page and "intermediate_missing" in page
+    assert "it names the cause default_certificate_without_sni" in page
+
+
+def test_v2_an_intermediate_uploaded_as_root_anchors_nothing(
+    pki: Pki, servers: list[TlsServer]
+) -> None:
+    backend = ilb(pki).start()
+    servers.append(backend)
+    doc = v2_doc(backend.port, roots=[pki.intermediate], listeners={"ase-https": APP_HOST})
+    ev = _findings(run(doc, v2_health(V2_INTERMEDIATE)))[0]["evidence"]
+    under_sni = chain_trust(ev["captures"]["alternative"]["chain"], ev["allow_listed"], "v2")
+    assert under_sni.verdict != "trusted"
+
+
+def test_v1_trust_is_by_the_leaf_key_and_absent_data_cannot_tell(
+    pki: Pki, servers: list[TlsServer]
+) -> None:
+    from test_diagnosis import b64
+
+    doc, health = seed_v1(pki, servers, auth_data=b64(pki.app))
+    seed = next(f for f in _findings(run(doc, health)) if f["settings"] == "ase-https")
+    ev = seed["evidence"]
+    gateway = chain_trust(ev["captures"]["gateway"]["chain"], ev["allow_listed"], "v1")
+    under_sni = chain_trust(ev["captures"]["alternative"]["chain"], ev["allow_listed"], "v1")
+    assert gateway.verdict == "untrusted"
+    assert under_sni.verdict == "trusted" and under_sni.through == "app-cert"
+    assert under_sni.through_kind == "authentication certificate"
+
+    doc, health = seed_v1(pki, servers, auth_data=None)
+    seed = next(f for f in _findings(run(doc, health)) if f["settings"] == "ase-https")
+    ev = seed["evidence"]
+    assert chain_trust(ev["captures"]["gateway"]["chain"], ev["allow_listed"], "v1").verdict == (
+        "unknown"
+    )
+
+
+def test_v2_without_trusted_roots_is_the_well_known_store() -> None:
+    chain = [{"sha1": "AA", "subject": "CN=x", "issuer": "CN=Public CA"}]
+    empty = {"trusted_root_certificates": [], "authentication_certificates": []}
+    assert chain_trust(chain, empty, "v2").verdict == "unknown"
+    healthy = chain_trust(chain, empty, "v2", healthy=True)
+    assert healthy.verdict == "trusted" and healthy.headline() == "trusted through a well-known CA"
+
+
+def test_the_page_promises_only_the_rollback_the_code_does() -> None:
+    page = render_review(_proposal(), caller=ALICE, token="t", refusal=None, job=None, nonce="n")
+    promise = page.split('id="rollback-promise">')[1].split("</li>")[0]
+    assert "leaves the gateway <code>Failed</code>, the bot removes what it added" in promise
+    assert "stays in place" in promise
+    assert "fails verification is rolled back" not in page
+
+
+def test_the_review_reads_the_store_it_is_given() -> None:
+    class Store:
+        asked: list[str] = []
+
+        def get(self, proposal_id: str) -> Any:
+            self.asked.append(proposal_id)
+            raise ProposalNotFound(proposal_id)
+
+    class Ctx:
+        settings: dict[str, Any] = {}
+
+    store = Store()
+    page = handle_review(Ctx(), PID, ALICE, {}, proposals=store)  # type: ignore[arg-type]
+    assert page.status == 404 and store.asked == [PID]

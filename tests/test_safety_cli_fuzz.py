@@ -327,8 +327,12 @@ def test_input_files_nested_huge_or_oddly_encoded_exit_2_naming_the_file(
     nested = tmp_path / "nested.json"
     nested.write_bytes(b"[" * 100_000 + b"]" * 100_000)
     _refused(_diagnose_files(nested, health), capsys, str(nested), "nested too deeply")
-    # An endless file: the read stops at the cap (MAX_INPUT_BYTES) instead of hanging.
-    _refused(_diagnose_files(Path("/dev/zero"), health), capsys, "/dev/zero", "larger than 16 MiB")
+    # An endless device is not a regular file; a big regular one stops at MAX_INPUT_BYTES.
+    _refused(_diagnose_files(Path("/dev/zero"), health), capsys, "/dev/zero", "not a regular file")
+    big = tmp_path / "big.json"
+    with big.open("wb") as handle:
+        handle.truncate(16 * 1024 * 1024 + 1)  # sparse: no 16 MiB written to disk
+    _refused(_diagnose_files(big, health), capsys, str(big), "larger than 16 MiB")
     no_bom = tmp_path / "utf16-no-bom.json"
     no_bom.write_bytes(json.dumps(GATEWAY).encode("utf-16-le"))
     _refused(_diagnose_files(no_bom, health), capsys, str(no_bom), "byte order mark")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,9 +66,21 @@ _BOMS = (
 
 
 def read_input(path: str, what: str, *, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """At most `limit` bytes of a file; InputError (exit 2) naming the file otherwise."""
+    """At most `limit` bytes of a regular file; InputError (exit 2) naming the file otherwise.
+    A FIFO, device or socket is refused: opening a FIFO for reading waits for a writer (a hang),
+    and a device may never end. The file is opened non-blocking and checked on the open
+    descriptor, so nothing can be swapped in between."""
     try:
-        with Path(path).open("rb") as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise InputError(
+                    f"{what} file {path} is not a regular file (a FIFO, device or socket): "
+                    "save the JSON to a file first"
+                )
             raw = handle.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None
@@ -99,20 +113,15 @@ def decode_json(raw: bytes, source: str) -> Any:
         raise InputError(f"{source} is not JSON: {exc.msg} (line {exc.lineno})") from None
     except RecursionError:
         raise InputError(f"{source} is not JSON this tool reads: nested too deeply") from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise InputError(
+            f"{source} is not JSON this tool reads: a number with more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None
 
 
 def _read_json(path: str, what: str) -> Any:
     return decode_json(read_input(path, what), f"{what} file {path}")
-
-
-def _write(text: str, out: str | None) -> None:
-    if out:
-        try:
-            Path(out).write_text(text, encoding="utf-8")
-        except ValueError as exc:  # a NUL in the path
-            raise InputError(f"cannot write {out!r}: {exc}") from None
-    else:
-        sys.stdout.write(text)
 
 
 # ---- diagnose ----
@@ -215,7 +224,14 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", required=True, type=int)
     p.add_argument("--sni", default=None, help="SNI name to send (default: none)")
     p.add_argument("--chain", action="store_true", help="export the whole presented chain")
-    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p.add_argument(
+        "--out", metavar="FILE", help="write to this new file instead of standard output"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --out: replace an existing file (a symbolic link is replaced, not followed)",
+    )
     p.add_argument("--timeout", type=float, default=10.0, metavar="S")
 
 
@@ -223,6 +239,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     "export-cert", "Base-64 CER (PEM) of the certificate a backend presents", _export_arguments
 )
 def _export_cert(args: argparse.Namespace) -> int:
+    from shared.cli.output_file import check_new_file, write_new_file
     from shared.core.certs import to_pem
     from shared.probe.tls import capture, detect_vantage
 
@@ -231,6 +248,8 @@ def _export_cert(args: argparse.Namespace) -> int:
     # inf and nan parse as floats; inf once overflowed the socket deadline (exit 1).
     if not 0 < args.timeout <= 60:
         raise InputError("--timeout must be between 0 and 60 seconds")
+    if args.out:
+        check_new_file(args.out, force=args.force)  # before connecting anywhere
     vantage = detect_vantage()
     sni = f"SNI {args.sni}" if args.sni else "no SNI"
     args.progress(f"connecting to {args.address}:{args.port} ({sni}) from {vantage.describe()}")
@@ -242,8 +261,10 @@ def _export_cert(args: argparse.Namespace) -> int:
         )
     certs = cap.chain if args.chain else cap.chain[:1]
     pem = "".join(to_pem(c.der) for c in certs)
-    if args.out or not json_requested(args):
-        _write(pem, args.out)
+    if args.out:
+        write_new_file(args.out, pem, force=args.force)
+    elif not json_requested(args):
+        sys.stdout.write(pem)
     if json_requested(args):
         emit({"certificates": len(certs), "sha1": cap.chain[0].sha1, "out": args.out, "pem": pem})
     # Always say where the certificate was captured: from outside the gateway's network it may

@@ -230,6 +230,12 @@ SETTINGS: tuple[Setting, ...] = (
         "3",
         _int(0, 100),
     ),
+    Setting(
+        "MAX_TARGETS_PER_ALERT",
+        "Most in-scope gateways one alert queues jobs for; the rest are counted, not queued.",
+        "50",
+        _int(1, 1000),
+    ),
     Setting("APPROVERS", "Comma-separated identities allowed to approve proposals.", "", _csv),
     Setting(
         "ROLLBACK_BY_APPLIER",

@@ -44,11 +44,10 @@ class CertInfo:
     authority_key_identifier: str | None = None
 
 
-_PEM_BLOCK = re.compile(
-    r"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----(.*?)"
-    r"-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
-    re.DOTALL,
-)
+# Markers are found one at a time (see `pem_blocks`): one regex spanning BEGIN ... END retries
+# from every BEGIN and is quadratic on a document of unterminated BEGIN markers.
+_PEM_BEGIN = re.compile(r"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----")
+_PEM_END = re.compile(r"-----END (?:X509 |TRUSTED )?CERTIFICATE-----")
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
 _MAX_INPUT = 4 * 1024 * 1024  # certificates are kilobytes; refuse to chew on anything huge
 # What cryptography raises for malformed or unusual certificates (not all are ValueErrors).
@@ -280,12 +279,33 @@ def _decode(data: bytes | str, depth: int) -> list[bytes]:
         text = _bytes_to_text(data)
     else:
         text = data
-    blocks = _PEM_BLOCK.findall(text)
+    blocks = pem_blocks(text)
     if blocks:
         ders = (_b64(block) for block in blocks)
         return [d for d in ders if d is not None and _load_der(d) is not None]
     decoded = _b64(text)
     return _decode(decoded, depth + 1) if decoded else []
+
+
+def pem_blocks(text: str) -> list[str]:
+    """The bodies between CERTIFICATE BEGIN and END markers, in linear time.
+
+    A body ends at the first END after its BEGIN, and starts at the last BEGIN before that END
+    (a stray BEGIN does not swallow the block after it). Once a BEGIN has no END after it, no
+    later BEGIN has one either, so the scan stops there.
+    """
+    blocks: list[str] = []
+    pos = 0
+    while begin := _PEM_BEGIN.search(text, pos):
+        end = _PEM_END.search(text, begin.end())
+        if end is None:
+            break
+        start = begin.end()
+        while later := _PEM_BEGIN.search(text, start, end.start()):
+            start = later.end()
+        blocks.append(text[start : end.start()])
+        pos = end.end()
+    return blocks
 
 
 def _bytes_to_text(data: bytes) -> str:

@@ -1,10 +1,9 @@
 """The gateway model: what the diagnosis needs from a raw Application Gateway document.
 
-CONTRACT (types are fixed; `parse_gateway` is implemented by the diagnosis work).
-
 Accepts the ARM form (child resources nest their fields under `properties`) and the flattened form
 that `az network application-gateway show` prints, and tolerates the oddities listed in
-reference/arm-examples/SOURCES.md (string `backendAddresses`, child resources without `id`).
+tests/data/SOURCES.md ("Oddities the parsers must tolerate", from Microsoft's REST API examples):
+string `backendAddresses`, and child resources without `id` in the Create example's request body.
 """
 
 from __future__ import annotations
@@ -314,7 +313,8 @@ def _children(
         rid, name = _str(child.get("id")), _str(child.get("name"))
         if rid is None and name is None:
             continue
-        # Missing ids happen in PUT bodies (SOURCES.md, Create request): synthesise the ARM form.
+        # Missing ids happen in PUT bodies (tests/data/SOURCES.md, the Create example):
+        # synthesise the ARM form.
         rid = rid or f"{gw_id}/{collection}/{name}"
         yield build(child, rid, name or last_segment(rid))
 

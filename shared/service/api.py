@@ -132,7 +132,20 @@ def _accept_alert(ctx: AppContext, event: AlertEvent) -> ApiResponse:
     only counted, on the alert's row."""
     storage = ctx.storage
     in_scope_ids = [g for g in event.gateway_ids if in_scope(g.id, ctx.settings.scopes)]
-    new = storage.record_alert(event, in_scope=in_scope_ids)
+    new = storage.record_alert(event, in_scope=in_scope_ids)  # counts every target
+    # A cap on the work one alert can start (docs/operations.md, MAX_TARGETS_PER_ALERT): the
+    # first targets get jobs and "seen" rows, the rest are counted in the answer.
+    cap = int(ctx.settings["MAX_TARGETS_PER_ALERT"])
+    not_queued = max(0, len(in_scope_ids) - cap)
+    if not_queued:
+        log.warning(
+            "alert %s names %d in-scope gateway(s): handling the first %d, %d not queued",
+            event.alert_id,
+            len(in_scope_ids),
+            cap,
+            not_queued,
+        )
+        in_scope_ids = in_scope_ids[:cap]
     if not event.fired:
         if new:
             _record_seen(ctx, event, {g.key: "" for g in in_scope_ids})
@@ -160,7 +173,10 @@ def _accept_alert(ctx: AppContext, event: AlertEvent) -> ApiResponse:
     if new:
         _record_seen(ctx, event, {g.key: j for g, j in zip(in_scope_ids, jobs, strict=True)})
     # A redelivered alert whose first delivery died before linking its job is still a duplicate.
-    return ApiResponse(202, {"status": "accepted" if new else "duplicate", "jobs": jobs})
+    answer: dict[str, Any] = {"status": "accepted" if new else "duplicate", "jobs": jobs}
+    if not_queued:
+        answer |= {"not_queued": not_queued, "max_targets_per_alert": cap}
+    return ApiResponse(202, answer)
 
 
 def _queue(storage: Any, job_id: str, created: bool, joined: Any = None) -> None:
@@ -323,7 +339,7 @@ def handle_decide_proposal(
 ) -> ApiResponse:
     """POST /api/proposals/{id}/approve|reject. Needs an authenticated approver (App Service
     Authentication), in APPROVERS, other than the requester. Approval runs as a job. A browser's
-    request must also be same-origin and carry the review page's token (shared/service/review)."""
+    request must also be same-origin and carry the review page's token (shared/service/csrf)."""
     from shared.remediation.proposals import ApprovalError, ProposalNotFound, check_approver
 
     def run() -> ApiResponse:
@@ -533,7 +549,7 @@ def _cross_site_refusal(
     token; None for anything else (non-browser clients need no token)."""
     import os
 
-    from shared.service.review import csrf_refusal
+    from shared.service.csrf import csrf_refusal
 
     refusal = csrf_refusal(
         headers,

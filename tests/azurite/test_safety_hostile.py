@@ -417,3 +417,31 @@ def _hash(gateway: str) -> str:
     from shared.service.storage import gateway_hash
 
     return gateway_hash(gateway)
+
+
+def test_one_alert_queues_at_most_max_targets_per_alert_jobs(bot_app: Factory) -> None:
+    scope = "/subscriptions/5a7d0b0c-0001-4000-8000-000000000001/resourceGroups/rg-ase"
+    app = bot_app(
+        "ilb-ase-v1",
+        worker=False,
+        REMEDIATION_MODE="apply",
+        ALLOWED_SCOPES=scope,
+        MAX_TARGETS_PER_ALERT="5",
+    )
+    assert app.gateway_id.startswith(scope + "/")
+    in_scope = [app.gateway_id] + [
+        app.gateway_id.rsplit("/", 1)[0] + f"/agw-extra-{n:04d}" for n in range(1499)
+    ]
+    alert = common_alert(app.gateway_id)
+    alert["data"]["essentials"]["alertTargetIDs"] = in_scope
+
+    reply = app.post_alert(alert)
+
+    assert reply.status == 202, reply.body
+    body = reply.json()
+    assert len(body["jobs"]) == 5
+    assert len(app.jobs()) == 5
+    assert (body["not_queued"], body["max_targets_per_alert"]) == (1495, 5)
+    [row] = app.alert_rows()
+    assert row["targets"] == 1500  # every target is still counted on the alert's row
+    assert app.puts() == []

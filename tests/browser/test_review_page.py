@@ -122,6 +122,11 @@ def test_review_page_approve_and_forged_post(served: Served, browser: Any) -> No
     for thumbprint in (presented["sha1"], presented["sha256"], allowed["sha1"]):
         assert thumbprint in text
     assert "none (no SNI sent)" in text and presented["sans"][0] in text
+    # The chain under SNI ends at the uploaded root: drawn trusted, and through which.
+    verdicts = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "p.trust")]
+    assert verdicts[0].startswith("not trusted")
+    assert verdicts[1].startswith(f"trusted through {allowed['name']} (trusted root)")
+    assert "Backend health says" in text
     patch = json.loads(browser.find_element(By.ID, "json-patch").text)
     assert patch == proposal["renderings"]["json_patch"]
     assert browser.find_element(By.ID, "az").text == proposal["renderings"]["az"][0]
