@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from shared.cli.output import emit, emitted, json_mode, json_requested
