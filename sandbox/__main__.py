@@ -116,6 +116,7 @@ def _start_functions(
     the env file gains: FUNCTIONS_URL, FUNCTIONS_KEY (a host key: every keyed route, /api/alerts
     included) and AzureWebJobsStorage (the app's state, for clients reading its ledger)."""
     from sandbox.azurite import start_azurite
+    from sandbox.easyauth import EasyAuth
     from sandbox.funcrunner import FunctionRunner
 
     azurite = start_azurite(workdir / "azurite")
@@ -126,10 +127,17 @@ def _start_functions(
     url = f"http://127.0.0.1:{port}"
     key = secrets.token_urlsafe(24)
     overrides = dict(options.settings)
+    # The runner imitates App Service Authentication (sandbox/easyauth.py): /.auth/login/aad
+    # signs in the --signed-in-as user, who is the default approver.
+    auth = EasyAuth()
+    user = auth.find_user(options.signed_in_as) if options.signed_in_as else None
+    if options.signed_in_as and user is None:
+        raise SystemExit(f"--signed-in-as {options.signed_in_as!r} is no sandbox user")
+    auth.default_user = user
     settings = {
-        # The runner imitates App Service Authentication: see --signed-in-as.
         "WEBSITE_AUTH_ENABLED": "True",
-        "APPROVERS": sandbox_env.get("APPROVERS") or options.signed_in_as,
+        "APPROVERS": sandbox_env.get("APPROVERS")
+        or (f"{user.object_id}={user.name}" if user else ""),
         "REVIEW_TOKEN_SECRET": secrets.token_urlsafe(32),
         "FUNCTIONS_URL": url,
         **overrides,
@@ -139,8 +147,7 @@ def _start_functions(
         env={**sandbox_env, **settings},
         connection=azurite.connection_string,
         keys={"default": key},
-        easy_auth=True,
-        easy_auth_principal=options.signed_in_as or None,
+        auth=auth,
         schedule=True,
         port=port,
     )
@@ -221,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--signed-in-as",
         default="approver@contoso.com",
-        metavar="NAME",
-        help="with --functions: the App Service Authentication caller of requests that send no "
-        "x-ms-client-principal-name (default approver@contoso.com, also APPROVERS unless the "
-        "scenario sets it); '' for nobody",
+        metavar="USER",
+        help="with --functions: the sandbox user (name or Entra object id, sandbox/easyauth.py) "
+        "whom /.auth/login/aad signs in (default approver@contoso.com, also APPROVERS by object "
+        "id unless the scenario sets it); '' to pick one on a sign-in page",
     )
     serve.add_argument(
         "--setting",
