@@ -59,6 +59,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography import x509
 
 from sandbox import arm_validation as val
+from sandbox import permissions
 from sandbox.arm_validation import ArmError
 from sandbox.faults import (
     AfterGet,
@@ -308,6 +309,10 @@ class ArmEmulator:
 
     def _arm(self, request: Request) -> Response:
         self._authenticate(request)
+        scope = permissions.scope_of(request.path) if request.method == "GET" else None
+        if scope is not None:  # the caller's own permissions (sandbox/permissions.py)
+            token = request.headers.get("authorization", "").partition(" ")[2].strip()
+            return Response(200, permissions.permissions_body(self._authorizer, token, scope))
         for method, name, pattern in ROUTES:
             match = pattern.match(request.path)
             if match and method == request.method:

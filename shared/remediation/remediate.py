@@ -59,6 +59,7 @@ from shared.remediation.plan import (
 )
 from shared.remediation.plan import revert_plan as _revert_plan
 from shared.remediation.policy import Guards, Outcome, check_scope, decide, effective_mode
+from shared.remediation.preflight import check_write_permissions
 from shared.remediation.proposals import (
     DRAINING_WARNING,
     Proposal,
@@ -369,6 +370,7 @@ class Remediator:
             result.reason = "not confirmed by the operator"
             return result
         try:
+            check_write_permissions(self.arm, gid, assessment.current.doc)
             return self._apply(gid, plan, by=requester, affected=self._affected(assessment, plan))
         except WriteRefused as exc:
             if exc.propose:
@@ -557,6 +559,7 @@ class Remediator:
         self._close(proposal, "approved", approver, None)
         proposal = self.proposals.get(proposal_id)
         try:
+            check_write_permissions(self.arm, gid, current.doc)
             outcome = self._apply(gid, plan, by=approver, affected=None, change_id=change_id)
         except (WriteRefused, BotError) as exc:
             writes = exc.writes if isinstance(exc, WriteRefused) else 0
@@ -836,6 +839,10 @@ class Remediator:
             return RemediationOutcome(gid.id, mode, "none", reason="dry run: nothing written")
         if confirm is not None and not confirm(preview):
             return RemediationOutcome(gid.id, mode, "none", reason="not confirmed by the operator")
+        try:
+            check_write_permissions(self.arm, gid, current.doc)
+        except WriteRefused as exc:
+            return RemediationOutcome(gid.id, mode, "refused", reason=str(exc))
         return self._revert(gid, change, by=by, mode=mode)
 
     def _revert(
