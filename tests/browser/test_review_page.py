@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from sandbox.alerts import common_alert
-from sandbox.easyauth import APPROVER
+from sandbox.easyauth import APPROVER, principal_headers
 from tests.serve_process import Served, start_served
 
 pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.sandbox]
@@ -125,6 +125,20 @@ def test_review_page_approve_and_forged_post(served: Served, browser: Any) -> No
     pid = proposal["id"]
     review = f"{served.url}/api/proposals/{pid}/review"
     approve = f"{served.url}/api/proposals/{pid}/approve"
+
+    # Forged identities get nowhere: App Service (here sandbox/easyauth.py) strips a caller's own
+    # principal headers, and a name alone is no identity to the app either. 401, nothing written.
+    for forged in (
+        {"X-MS-CLIENT-PRINCIPAL-NAME": APPROVER.name},
+        principal_headers(APPROVER),
+    ):
+        status, body = served.call("POST", f"proposals/{pid}/approve", {}, headers=forged)
+        assert status == 401 and body["error"]["code"] == "Unauthenticated", body
+        assert (
+            body["login"] == f"/.auth/login/aad?post_login_redirect_uri=/api/proposals/{pid}/review"
+        )
+    assert served.call("GET", f"proposals/{pid}")[1]["status"] == "open"
+    assert _puts(served) == 0
 
     # Signed out, the link sends the browser to sign in and back to the page.
     browser.get(review)
