@@ -111,7 +111,7 @@ def get_proposal(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="proposals/{id}/review", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def review_proposal(req: func.HttpRequest) -> func.HttpResponse:
     """The approver's HTML page. No function key (a browser from a notification link has none):
-    App Service Authentication signs the caller in, and the page answers 401 without one."""
+    App Service Authentication signs the caller in; a signed-out browser is sent to sign in."""
     from shared.service.review import handle_review
 
     page = handle_review(
@@ -120,6 +120,7 @@ def review_proposal(req: func.HttpRequest) -> func.HttpResponse:
         _review_caller(req),
         dict(req.params),
         path=f"/api/proposals/{req.route_params.get('id', '')}/review",
+        headers=dict(req.headers),
     )
     return func.HttpResponse(page.body, status_code=page.status, headers=dict(page.headers))
 

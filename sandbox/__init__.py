@@ -11,10 +11,13 @@ Where things are (each module's docstring cites the Azure behaviour it imitates)
 - Azure control plane: `arm` (Resource Manager over HTTPS: gateways, long-running operations,
   backend health), `arm_validation` (PUT validation, ARM-shaped errors), `faults` (failures on
   request), `health_rules` (how the emulated gateway judges a backend), `rbac` (role assignments
-  read from infra/, enforced as ARM does), `identity` (the managed-identity endpoint),
+  read from infra/, enforced as ARM does), `permissions` (the caller's own permissions, from
+  the same roles), `identity` (the managed-identity endpoint),
   `metrics` (Azure Monitor's metrics batch API), `keyvault` (Key Vault certificates).
 - The data plane the gateway talks to: `backends` (TLS servers that behave like an ILB ASE).
 - The function app's world: `azurite` (Microsoft's storage emulator), `funcrunner` (serves
-  function_app's triggers locally), `alerts` (common-schema alerts as an action group posts them).
+  function_app's triggers locally), `easyauth` (App Service Authentication: sign-in sessions of
+  sandbox users with Entra object ids, the principal headers), `alerts` (common-schema alerts as
+  an action group posts them).
 - Demos: `demo` (`python -m sandbox demo`), `bot_demo` (`make demo`: the bot end to end).
 """

@@ -134,6 +134,7 @@ def _start_functions(
     REMEDIATION_MODE (the app's: `propose` like a deployment, whatever the scenario sets for
     the demo, unless --setting says otherwise)."""
     from sandbox.azurite import start_azurite
+    from sandbox.easyauth import EasyAuth
     from sandbox.funcrunner import FunctionRunner
     from sandbox.sweep_clock import SweepClock
 
@@ -145,10 +146,17 @@ def _start_functions(
     url = f"http://127.0.0.1:{port}"
     key = secrets.token_urlsafe(24)
     overrides = dict(options.settings)
+    # The runner imitates App Service Authentication (sandbox/easyauth.py): /.auth/login/aad
+    # signs in the --signed-in-as user, who is the default approver.
+    auth = EasyAuth()
+    user = auth.find_user(options.signed_in_as) if options.signed_in_as else None
+    if options.signed_in_as and user is None:
+        raise SystemExit(f"--signed-in-as {options.signed_in_as!r} is no sandbox user")
+    auth.default_user = user
     settings = {
-        # The runner imitates App Service Authentication: see --signed-in-as.
         "WEBSITE_AUTH_ENABLED": "True",
-        "APPROVERS": sandbox_env.get("APPROVERS") or options.signed_in_as,
+        "APPROVERS": sandbox_env.get("APPROVERS")
+        or (f"{user.object_id}={user.name}" if user else ""),
         "REVIEW_TOKEN_SECRET": secrets.token_urlsafe(32),
         "FUNCTIONS_URL": url,
         # A deployment's default (infra/ and the settings registry); scenarios set apply for
@@ -161,8 +169,7 @@ def _start_functions(
         env={**sandbox_env, **settings},
         connection=azurite.connection_string,
         keys={"default": key},
-        easy_auth=True,
-        easy_auth_principal=options.signed_in_as or None,
+        auth=auth,
         schedule=options.sweep_every is None,
         port=port,
     )
@@ -260,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--signed-in-as",
         default="approver@contoso.com",
-        metavar="NAME",
-        help="with --functions: the App Service Authentication caller of requests that send no "
-        "x-ms-client-principal-name (default approver@contoso.com, also APPROVERS unless the "
-        "scenario sets it); '' for nobody",
+        metavar="USER",
+        help="with --functions: the sandbox user (name or Entra object id, sandbox/easyauth.py) "
+        "whom /.auth/login/aad signs in (default approver@contoso.com, also APPROVERS by object "
+        "id unless the scenario sets it); '' to pick one on a sign-in page",
     )
     serve.add_argument(
         "--setting",

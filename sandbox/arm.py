@@ -55,6 +55,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox import arm_versions as versions
+from sandbox import permissions
 from sandbox.arm_core import GATEWAY_TYPE, _WriteOp
 from sandbox.arm_health import BackendHealth
 from sandbox.arm_http import HttpsEndpoint, Request, Response
@@ -136,6 +137,10 @@ class ArmEmulator(WriteOps, BackendHealth):
 
     def _arm(self, request: Request) -> Response:
         self._authenticate(request)
+        scope = permissions.scope_of(request.path) if request.method == "GET" else None
+        if scope is not None:  # the caller's own permissions (sandbox/permissions.py)
+            token = request.headers.get("authorization", "").partition(" ")[2].strip()
+            return Response(200, permissions.permissions_body(self._authorizer, token, scope))
         for method, name, pattern in ROUTES:
             match = pattern.match(request.path)
             if match and method == request.method:

@@ -23,11 +23,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sandbox import easyauth
 from sandbox.alerts import common_alert
 from sandbox.demo import network_client, sandbox_environment, show_health
 from sandbox.runtime import SandboxHandle, start_sandbox
 
-APPROVER = "approver@contoso.com"
+APPROVER = easyauth.APPROVER  # a sandbox user: an Entra object id and a name
 REQUESTER_NOTE = "the alert's job proposed the change; a second person approves it"
 
 
@@ -142,7 +143,7 @@ def _run(handle: SandboxHandle, connection: str, scenario: str, out_dir: Path) -
         "ARM_POLLING_INTERVAL": "1",  # unless the timing profile set it
         **handle.env,
         "VERIFY_DEADLINE_SECONDS": "60",
-        "APPROVERS": APPROVER,
+        "APPROVERS": f"{APPROVER.object_id}={APPROVER.name}",
         "WEBSITE_AUTH_ENABLED": "True",
         "STATE_DIR": str(out_dir / "state"),
     }
@@ -249,9 +250,9 @@ def _approve(url: str, key: str, proposal_id: str) -> dict[str, Any]:
         "POST",
         f"{url}/api/proposals/{proposal_id}/approve?code={key}",
         {},
-        {"x-ms-client-principal-name": APPROVER},
+        easyauth.principal_headers(APPROVER),
     )
-    print(f"POST /api/proposals/{proposal_id}/approve as {APPROVER} -> {status}")
+    print(f"POST /api/proposals/{proposal_id}/approve as {APPROVER.name} -> {status}")
     if status != 202:
         raise RuntimeError(f"approval refused: {accepted}")
     return _follow(url, key, accepted["job"])

@@ -15,10 +15,11 @@ built from the bindings the app declares (`app.get_functions()`):
 * Timer triggers fire on demand (`run_timer(name)`); a schedule loop (6-field NCRONTAB) is
   optional and off by default.
 * Queue output bindings are written (base64) after the function returns successfully.
-* App Service Authentication is imitated only with `easy_auth=True`: `x-ms-client-principal*`
-  headers reach the function as if the platform had set them, and `easy_auth_principal` (if
-  given) signs in every request that names nobody, as a browser's session would. Otherwise such
-  headers are stripped, as the platform does for callers.
+* App Service Authentication: with `auth=EasyAuth(...)` (sandbox/easyauth.py) the runner serves
+  `/.auth/login/aad`, `/.auth/logout` and `/.auth/me`, strips callers' `x-ms-client-principal*`
+  headers and injects the signed-in session's, as the platform does. With `easy_auth=True` the
+  caller's principal headers reach the function as if the platform had set them (tests that
+  play the platform). Otherwise such headers are stripped.
 
 Differences from the host, among others: one process, no worker isolation or scale-out; no
 message lease renewal for functions running longer than the 10-minute initial lease; no retry
@@ -57,6 +58,8 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 from azure.storage.queue import QueueMessage as StorageQueueMessage
+
+from sandbox.easyauth import EasyAuth
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ class FunctionRunner:
         keys: Mapping[str, str],
         function_keys: Mapping[str, Mapping[str, str]] | None = None,
         easy_auth: bool = False,
-        easy_auth_principal: str | None = None,
+        auth: EasyAuth | None = None,
         host_json: Mapping[str, Any] | str | os.PathLike[str] | None = None,
         visibility_timeout: float | None = None,
         poll_interval: float = 0.2,
@@ -200,7 +203,7 @@ class FunctionRunner:
         self.keys = dict(keys)
         self.function_keys = {k: dict(v) for k, v in (function_keys or {}).items()}
         self.easy_auth = easy_auth
-        self.easy_auth_principal = easy_auth_principal
+        self.auth = auth
         self.config = _queue_config(_load_host_json(host_json))
         if visibility_timeout is not None:
             self.config.visibility_timeout = visibility_timeout
@@ -300,6 +303,9 @@ class FunctionRunner:
         self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request; returns (status, headers, body)."""
+        served = self.auth.serve(method, raw_path, headers) if self.auth else None
+        if served is not None:
+            return served
         parts = urlsplit(raw_path)
         prefix = "/" + self.config.route_prefix.strip("/") if self.config.route_prefix else ""
         path = parts.path.rstrip("/") or "/"
@@ -341,10 +347,9 @@ class FunctionRunner:
         return bool(given) and any(hmac.compare_digest(given, key) for key in valid if key)
 
     def _request_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        if self.auth is not None:
+            return self.auth.request_headers(headers)
         if self.easy_auth:
-            named = any(k.lower().startswith("x-ms-client-principal") for k in headers)
-            if self.easy_auth_principal and not named:
-                return {**headers, "x-ms-client-principal-name": self.easy_auth_principal}
             return dict(headers)
         return {k: v for k, v in headers.items() if not _EASY_AUTH_HEADER.match(k)}
 

@@ -50,22 +50,27 @@ def test_history_marks_rolled_back_changes_and_ignores_failed_rollbacks() -> Non
     assert rollback_of([a, failed], "chg-a") is None
 
 
+ALICE = "a11ce000-0000-4000-8000-000000000001"  # approvers are Entra object ids
+BOB = "b0b00000-0000-4000-8000-000000000002"
+
+
 @pytest.mark.parametrize(
     ("caller", "allow", "code"),
     [
         ("", False, ApprovalError.NO_IDENTITY),
-        ("mallory", False, ApprovalError.NOT_AN_APPROVER),
-        ("Alice", False, ApprovalError.OWN_CHANGE),
-        ("Alice", True, None),
-        ("bob", False, None),
+        ("3a110000-0000-4000-8000-000000000003", False, ApprovalError.NOT_AN_APPROVER),
+        ("alice", False, ApprovalError.NOT_AN_APPROVER),  # a name is no identity
+        (ALICE.upper(), False, ApprovalError.OWN_CHANGE),
+        (ALICE.upper(), True, None),
+        (BOB, False, None),
     ],
 )
 def test_rollback_approver(caller: str, allow: bool, code: str | None) -> None:
     if code is None:
-        check_rollback_approver("alice", caller, ("alice", "bob"), applier_may_roll_back=allow)
+        check_rollback_approver(ALICE, caller, (ALICE, BOB), applier_may_roll_back=allow)
         return
     with pytest.raises(ApprovalError) as raised:
-        check_rollback_approver("alice", caller, ("alice", "bob"), applier_may_roll_back=allow)
+        check_rollback_approver(ALICE, caller, (ALICE, BOB), applier_may_roll_back=allow)
     assert raised.value.code == code
 
 

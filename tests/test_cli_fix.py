@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from test_remediate_sandbox import (
+    ALICE,
     AUTH_CERTS,
+    BOB,
     FAST,
     Factory,
     comparable,
@@ -50,7 +52,7 @@ def test_fix_yes_prints_the_plan_applies_and_ends_with_the_json_line(
 ) -> None:
     gid = v1.gateway_ids[0]
 
-    result = run(tmp_path, "fix", "--gateway-id", gid, "--yes", "--as-user", "alice")
+    result = run(tmp_path, "fix", "--gateway-id", gid, "--yes", "--as-user", ALICE)
 
     assert result.returncode == 0, result.stderr
     out = last_json(result)
@@ -105,7 +107,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
     v1: SandboxHandle, tmp_path: Path
 ) -> None:
     gid = v1.gateway_ids[0]
-    proposed = run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", "alice")
+    proposed = run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", ALICE)
     assert proposed.returncode == 3, proposed.stderr  # waiting on a person
     out = last_json(proposed)
     assert (out["mode"], out["action"], out["arm_writes"]) == ("propose", "proposed", 0)
@@ -114,7 +116,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
 
     listed = run(tmp_path, "proposals", "list")
     assert listed.returncode == 0, listed.stderr
-    assert pid in listed.stdout and "open" in listed.stdout and "alice" in listed.stdout
+    assert pid in listed.stdout and "open" in listed.stdout and ALICE in listed.stdout
 
     shown = run(tmp_path, "proposals", "show", pid, "--format", "json")
     assert shown.returncode == 0, shown.stderr
@@ -123,7 +125,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
     assert proposal["certificate_cer"].startswith("-----BEGIN CERTIFICATE-----")
     assert proposal["gateway_etag"] == stored(v1)["etag"]
 
-    mine = run(tmp_path, "proposals", "approve", pid, "--as-user", "alice")
+    mine = run(tmp_path, "proposals", "approve", pid, "--as-user", ALICE)
     assert mine.returncode == 2
     assert mine.stderr.count("\n") == 1 and "own proposal" in mine.stderr
     assert mine.stderr.rstrip().endswith("(own_proposal)"), mine.stderr
@@ -132,7 +134,7 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
     assert stranger.stderr.rstrip().endswith("(not_an_approver)"), stranger.stderr
     assert put_count(v1) == 0
 
-    approved = run(tmp_path, "proposals", "approve", pid, "--as-user", "bob")
+    approved = run(tmp_path, "proposals", "approve", pid, "--as-user", BOB)
     assert approved.returncode == 0, approved.stderr
     result = last_json(approved)
     assert (result["action"], result["arm_writes"], result["proposal"]) == ("applied", 1, pid)
@@ -141,17 +143,17 @@ def test_proposals_list_show_approve_reject_with_four_eyes(
     assert pid in applied.stdout
 
     # A decided proposal cannot be decided again.
-    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", "bob", "--reason", "late")
+    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", BOB, "--reason", "late")
     assert rejected.returncode == 2 and rejected.stderr.rstrip().endswith("(not_open)")
 
 
 def test_proposals_reject(v1: SandboxHandle, tmp_path: Path) -> None:
     gid = v1.gateway_ids[0]
     pid = last_json(
-        run(tmp_path, "fix", "--gateway-id", gid, "--as-user", "alice", REMEDIATION_MODE="propose")
+        run(tmp_path, "fix", "--gateway-id", gid, "--as-user", ALICE, REMEDIATION_MODE="propose")
     )["proposal"]
 
-    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", "bob", "--reason", "freeze")
+    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", BOB, "--reason", "freeze")
 
     assert rejected.returncode == 0, rejected.stderr
     assert last_json(rejected) == {"proposal": pid, "status": "rejected"}

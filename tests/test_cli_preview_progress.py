@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from test_cli_fix import last_json, run
-from test_remediate_sandbox import Factory, put_count
+from test_remediate_sandbox import ALICE, BOB, Factory, put_count
 
 from sandbox.runtime import SandboxHandle
 from shared.core.capture import VantageKind
@@ -116,7 +116,7 @@ def test_proposals_show_is_readable_text_and_json_on_request(
 ) -> None:
     gid = v1.gateway_ids[0]
     pid = last_json(
-        run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", "alice")
+        run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", ALICE)
     )["proposal"]
 
     text = run(tmp_path, "proposals", "show", pid)
@@ -127,7 +127,7 @@ def test_proposals_show_is_readable_text_and_json_on_request(
     assert out.startswith(f"Proposal {pid}: open\n")
     for part in (
         f"  {gid}\n",  # the id whole, on its own line
-        "Requested by alice",
+        f"Requested by {ALICE}",
         "Evidence:",
         "[captured from: gateway_network]",
         "JSON Patch (RFC 6902)",
@@ -211,10 +211,10 @@ def test_quiet_keeps_stderr_empty_and_stdout_the_same(
 def test_approve_and_diagnose_report_progress(v1: SandboxHandle, tmp_path: Path) -> None:
     gid = v1.gateway_ids[0]
     pid = last_json(
-        run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", "alice")
+        run(tmp_path, "fix", "--gateway-id", gid, "--mode", "propose", "--as-user", ALICE)
     )["proposal"]
 
-    approved = run(tmp_path, "proposals", "approve", pid, "--as-user", "bob")
+    approved = run(tmp_path, "proposals", "approve", pid, "--as-user", BOB)
     diagnosed = run(tmp_path, "diagnose", "--gateway-id", gid, "--format", "json")
 
     assert approved.returncode == 0, approved.stderr
@@ -253,7 +253,7 @@ def test_fix_from_an_operator_machine_proposes_unless_trusted(
     gid = v1.gateway_ids[0]
     local = {"PROBE_VANTAGE": "operator_machine"}
 
-    proposed = run(tmp_path, "fix", "--gateway-id", gid, "--yes", "--as-user", "alice", **local)
+    proposed = run(tmp_path, "fix", "--gateway-id", gid, "--yes", "--as-user", ALICE, **local)
 
     assert proposed.returncode == 3, proposed.stderr  # proposed: waiting on a person
     out = last_json(proposed)

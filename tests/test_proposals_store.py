@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from shared.common.errors import SettingsError
+from shared.common.identity import label_of, parse_approvers
 from shared.core.diagnosis import Fix, FixAction, FixCertificate
 from shared.remediation.plan import apply_plan, plan_for_fix
 from shared.remediation.proposals import (
@@ -24,6 +26,7 @@ from shared.remediation.proposals import (
     ProposalNotFound,
     build_proposal,
     check_approver,
+    check_rollback_approver,
 )
 
 GID = (
@@ -146,24 +149,53 @@ def test_store_cas_has_one_winner_under_contention(tmp_path: Path) -> None:
     assert store.get("race").decided_by == winners[0]
 
 
-def test_check_approver() -> None:
-    p = proposal(requester="Alice@Contoso.com")
-    approvers = ["alice@contoso.com", "bob@contoso.com"]
+ALICE = "A11CE000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
+
+
+def test_check_approver_compares_object_ids() -> None:
+    p = proposal(requester=ALICE)
+    approvers = parse_approvers("APPROVERS", f"{ALICE.lower()}=Alice,{BOB}=Bob")
     with pytest.raises(ApprovalError, match="own") as own:
-        check_approver(p, "ALICE@contoso.com ", approvers)
+        check_approver(p, f" {ALICE.lower()} ", approvers)
     assert own.value.code == "own_proposal"
     with pytest.raises(ApprovalError, match="APPROVERS") as stranger:
-        check_approver(p, "mallory@contoso.com", approvers)
+        check_approver(p, "3a110000-0000-4000-8000-000000000003", approvers)
     assert stranger.value.code == "not_an_approver"
+    # A name is never an identity, even the label APPROVERS gives an approver.
+    with pytest.raises(ApprovalError, match="object ids, not names") as named:
+        check_approver(p, "Bob", approvers)
+    assert named.value.code == "not_an_approver"
     with pytest.raises(ApprovalError) as nobody:
         check_approver(p, "", approvers)
     assert nobody.value.code == "no_approver_identity"
-    check_approver(p, "Bob@Contoso.com", approvers)
+    check_approver(p, BOB.upper(), approvers)
     closed = dataclasses.replace(p, status="applied")
     with pytest.raises(ApprovalError, match="applied") as decided:
-        check_approver(closed, "bob@contoso.com", approvers)
+        check_approver(closed, BOB, approvers)
     assert decided.value.code == "not_open"
     # The requester is refused as such even when not an approver: the codes do not overlap.
     with pytest.raises(ApprovalError) as own_outsider:
-        check_approver(p, "alice@contoso.com", ["bob@contoso.com"])
+        check_approver(p, ALICE, [BOB])
     assert own_outsider.value.code == "own_proposal"
+
+
+def test_rollback_by_the_applier_is_refused_by_object_id() -> None:
+    approvers = parse_approvers("APPROVERS", f"{ALICE},{BOB}")
+    with pytest.raises(ApprovalError) as own:
+        check_rollback_approver(ALICE.lower(), ALICE, approvers, applier_may_roll_back=False)
+    assert own.value.code == "own_change"
+    check_rollback_approver(ALICE, ALICE, approvers, applier_may_roll_back=True)
+    check_rollback_approver(ALICE, BOB, approvers, applier_may_roll_back=False)
+
+
+def test_approvers_setting_takes_object_ids_with_labels_and_refuses_names() -> None:
+    parsed = parse_approvers("APPROVERS", f" {ALICE} = Alice Smith , {BOB}")
+    assert [(a.object_id, a.label) for a in parsed] == [(ALICE.lower(), "Alice Smith"), (BOB, "")]
+    assert str(parsed[0]) == f"Alice Smith ({ALICE.lower()})"
+    assert label_of(ALICE, parsed) == f"Alice Smith ({ALICE.lower()})"
+    assert label_of(BOB, parsed) == BOB
+    assert parse_approvers("APPROVERS", "") == ()
+    for bad in ("alice@contoso.com", f"Alice <{ALICE}>", "not-a-guid=Alice"):
+        with pytest.raises(SettingsError, match="not an Entra object id"):
+            parse_approvers("APPROVERS", bad)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from test_remediate_sandbox import (
     AUTH_CERTS,
+    BOB,
     Factory,
     arm_requests,
     comparable,
@@ -361,7 +362,7 @@ def test_approval_whose_update_fails_marks_the_proposal_failed(
     assert proposed.proposal is not None
     control(v1, "/faults", {"kind": "lro_failed"})
 
-    outcome = bot.approve(proposed.proposal, "bob")
+    outcome = bot.approve(proposed.proposal, BOB)
 
     assert (outcome.action, outcome.arm_writes) == ("failed", 2)
     assert bot.proposals.get(proposed.proposal).status == "failed"

@@ -36,12 +36,15 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 Factory = Callable[[str], SandboxHandle]
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "sandbox" / "scenarios"
+# Approvers are Entra object ids (APPROVERS: <object id>[=<label>]).
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
 # Fast, bounded timings for tests: verification and LROs end within seconds in the sandbox.
 FAST = {
     "VERIFY_DEADLINE_SECONDS": "20",
     "ARM_POLLING_INTERVAL": "0",
     "LRO_TIMEOUT_SECONDS": "30",
-    "APPROVERS": "alice,bob",
+    "APPROVERS": f"{ALICE}=alice,{BOB}=bob",
 }
 
 
@@ -166,7 +169,7 @@ def test_v1_apply_one_write_healthy_then_nothing(
     before = stored(v1)
     bot = make_remediator(v1, tmp_path, monkeypatch)
 
-    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+    outcome = bot.fix(v1.gateway_ids[0], requester=ALICE)
 
     assert outcome.action == "applied", outcome.reason
     assert (outcome.arm_writes, put_count(v1)) == (1, 1)
@@ -182,7 +185,7 @@ def test_v1_apply_one_write_healthy_then_nothing(
     # Add, never remove: the old reference stays next to the new one.
     assert ref_names(settings_entry(after, "ase-https"), AUTH_CERTS) == ["app-cert", name]
 
-    again = bot.fix(v1.gateway_ids[0], requester="alice")
+    again = bot.fix(v1.gateway_ids[0], requester=ALICE)
     assert again.action == "none" and again.arm_writes == 0
     assert put_count(v1) == 1
 
@@ -196,7 +199,7 @@ def test_only_affected_settings_reference_the_certificate_in_one_write(
     before = stored(handle, index)
     bot = make_remediator(handle, tmp_path, monkeypatch)
 
-    outcome = bot.fix(handle.gateway_ids[index], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[index], requester=ALICE)
 
     assert outcome.action == "applied", outcome.reason
     assert (outcome.arm_writes, put_count(handle)) == (1, 1)
@@ -230,7 +233,7 @@ def test_unknown_properties_survive_the_fix(
     handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v1", edit))
     bot = make_remediator(handle, tmp_path, monkeypatch)
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert outcome.action == "applied", outcome.reason
     assert outcome.arm_writes == 1
@@ -255,7 +258,7 @@ def test_v2_nosni_host_name_is_proposed_then_applied_after_approval(
     handle = sandbox_factory("ilb-ase-v2-nosni")
     bot = make_remediator(handle, tmp_path, monkeypatch)
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     # Host-name changes are only ever applied through an approved proposal (issue #4).
     assert (outcome.mode, outcome.action, outcome.arm_writes) == ("apply", "proposed", 0)
@@ -269,12 +272,12 @@ def test_v2_nosni_host_name_is_proposed_then_applied_after_approval(
     assert proposal.evidence and proposal.check_after and proposal.warnings
 
     with pytest.raises(ApprovalError, match="own proposal"):
-        bot.approve(outcome.proposal, "alice")
+        bot.approve(outcome.proposal, ALICE)
     with pytest.raises(ApprovalError, match="APPROVERS"):
         bot.approve(outcome.proposal, "mallory")
     assert put_count(handle) == 0
 
-    approved = bot.approve(outcome.proposal, "bob")
+    approved = bot.approve(outcome.proposal, BOB)
 
     assert approved.action == "applied", approved.reason
     assert (approved.arm_writes, put_count(handle)) == (1, 1)
@@ -282,7 +285,7 @@ def test_v2_nosni_host_name_is_proposed_then_applied_after_approval(
     entry = settings_entry(stored(handle), "ase-https")
     assert entry["properties"]["hostName"] == "test.appgwtestase.com"
     assert bot.proposals.get(outcome.proposal).status == "applied"
-    assert bot.fix(handle.gateway_ids[0], requester="alice").action == "none"
+    assert bot.fix(handle.gateway_ids[0], requester=ALICE).action == "none"
 
 
 def test_propose_mode_writes_nothing_until_approval_which_keeps_a_later_change(
@@ -290,7 +293,7 @@ def test_propose_mode_writes_nothing_until_approval_which_keeps_a_later_change(
 ) -> None:
     bot = make_remediator(v1, tmp_path, monkeypatch, REMEDIATION_MODE="propose")
 
-    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+    outcome = bot.fix(v1.gateway_ids[0], requester=ALICE)
 
     assert (outcome.mode, outcome.action, outcome.arm_writes) == ("propose", "proposed", 0)
     assert put_count(v1) == 0
@@ -298,14 +301,14 @@ def test_propose_mode_writes_nothing_until_approval_which_keeps_a_later_change(
     proposal = bot.proposals.get(outcome.proposal)
     assert proposal.certificate_cer and "BEGIN CERTIFICATE" in proposal.certificate_cer
     # Running again does not pile up duplicate proposals.
-    assert bot.fix(v1.gateway_ids[0], requester="alice").proposal == outcome.proposal
+    assert bot.fix(v1.gateway_ids[0], requester=ALICE).proposal == outcome.proposal
     assert len(bot.proposals.list(status="open")) == 1
 
     # An unrelated change lands after the proposal was planned (new ETag).
     sdk_put(v1, add_tag("owner", "team-web"))
     assert put_count(v1) == 1
 
-    approved = bot.approve(outcome.proposal, "bob")
+    approved = bot.approve(outcome.proposal, BOB)
 
     assert approved.action == "applied", approved.reason
     assert approved.arm_writes == 1 and put_count(v1) == 2
@@ -320,14 +323,14 @@ def test_reject_closes_the_proposal_without_a_write(
     v1: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bot = make_remediator(v1, tmp_path, monkeypatch, REMEDIATION_MODE="propose")
-    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+    outcome = bot.fix(v1.gateway_ids[0], requester=ALICE)
     assert outcome.proposal is not None
 
-    rejected = bot.reject(outcome.proposal, "bob", "not during the freeze")
+    rejected = bot.reject(outcome.proposal, BOB, "not during the freeze")
 
-    assert rejected.status == "rejected" and rejected.decided_by == "bob"
+    assert rejected.status == "rejected" and rejected.decided_by == BOB
     with pytest.raises(ApprovalError, match="rejected"):
-        bot.approve(outcome.proposal, "bob")
+        bot.approve(outcome.proposal, BOB)
     assert put_count(v1) == 0
 
 
@@ -335,14 +338,14 @@ def test_approval_of_a_change_already_made_is_superseded(
     v1: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proposer = make_remediator(v1, tmp_path / "p", monkeypatch, REMEDIATION_MODE="propose")
-    outcome = proposer.fix(v1.gateway_ids[0], requester="alice")
+    outcome = proposer.fix(v1.gateway_ids[0], requester=ALICE)
     assert outcome.proposal is not None
     # Meanwhile another bot instance (its own state, apply mode) makes the same change.
     other = make_remediator(v1, tmp_path / "o", monkeypatch, REMEDIATION_MODE="apply")
     assert other.fix(v1.gateway_ids[0], requester="sweep").action == "applied"
     assert put_count(v1) == 1
 
-    approved = proposer.approve(outcome.proposal, "bob")
+    approved = proposer.approve(outcome.proposal, BOB)
 
     # Approval re-reads and re-plans: nothing left to do, so nothing is written.
     assert (approved.action, approved.arm_writes) == ("none", 0)
@@ -364,7 +367,7 @@ def test_a_tag_cannot_raise_a_global_propose(
     handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v1", edit))
     bot = make_remediator(handle, tmp_path, monkeypatch, REMEDIATION_MODE="propose")
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert (outcome.mode, outcome.action, outcome.arm_writes) == ("propose", "proposed", 0)
     assert put_count(handle) == 0
@@ -382,8 +385,8 @@ def test_tags_and_requests_lower_the_mode(
     handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v1", edit))
     bot = make_remediator(handle, tmp_path, monkeypatch)  # global apply
 
-    tagged = bot.fix(handle.gateway_ids[0], requester="alice")
-    requested = bot.fix(handle.gateway_ids[0], requester="alice", requested_mode=Mode.DIAGNOSE)
+    tagged = bot.fix(handle.gateway_ids[0], requester=ALICE)
+    requested = bot.fix(handle.gateway_ids[0], requester=ALICE, requested_mode=Mode.DIAGNOSE)
 
     assert (tagged.mode, tagged.action) == ("propose", "proposed")
     assert (requested.mode, requested.action, requested.proposal) == ("diagnose", "none", None)
@@ -400,7 +403,7 @@ def test_ownership_tag_gets_a_proposal_with_an_iac_fragment(
     handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v1", edit))
     bot = make_remediator(handle, tmp_path, monkeypatch)
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert (outcome.action, outcome.arm_writes) == ("proposed", 0)
     assert "managed-by-k8s-ingress" in outcome.reason
@@ -414,12 +417,12 @@ def test_kill_switch_blocks_every_write(
 ) -> None:
     bot = make_remediator(v1, tmp_path, monkeypatch, REMEDIATION_KILL_SWITCH="true")
 
-    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+    outcome = bot.fix(v1.gateway_ids[0], requester=ALICE)
 
     assert (outcome.mode, outcome.action, outcome.arm_writes) == ("propose", "proposed", 0)
     assert "kill switch" in outcome.reason
     assert outcome.proposal is not None
-    refused = bot.approve(outcome.proposal, "bob")
+    refused = bot.approve(outcome.proposal, BOB)
     assert refused.action == "refused" and "kill switch" in refused.reason
     assert bot.proposals.get(outcome.proposal).status == "open"
     assert put_count(v1) == 0
@@ -433,7 +436,7 @@ def test_out_of_scope_gateway_is_refused_without_touching_it(
         v1, tmp_path, monkeypatch, ALLOWED_SCOPES=f"/subscriptions/{sub}/resourceGroups/rg-other"
     )
 
-    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+    outcome = bot.fix(v1.gateway_ids[0], requester=ALICE)
 
     assert (outcome.action, outcome.arm_writes) == ("refused", 0)
     assert "outside ALLOWED_SCOPES" in outcome.reason
@@ -448,12 +451,12 @@ def test_rollback_removes_exactly_what_was_added_and_cooldown_then_holds(
 ) -> None:
     before = stored(v1)
     bot = make_remediator(v1, tmp_path, monkeypatch, VERIFY_DEADLINE_SECONDS="0")
-    applied = bot.fix(v1.gateway_ids[0], requester="alice")
+    applied = bot.fix(v1.gateway_ids[0], requester=ALICE)
     assert applied.action == "applied" and applied.change is not None
 
     # Someone else changes the gateway after our fix: the rollback must keep their change.
     sdk_put(v1, add_tag("owner", "team-web"))
-    rolled = bot.rollback(v1.gateway_ids[0], applied.change, by="bob")
+    rolled = bot.rollback(v1.gateway_ids[0], applied.change, by=BOB)
 
     assert (rolled.action, rolled.arm_writes) == ("rolled_back", 1)
     after = stored(v1)
@@ -462,7 +465,7 @@ def test_rollback_removes_exactly_what_was_added_and_cooldown_then_holds(
     assert comparable(after) == comparable(before)
 
     # The same fix again within COOLDOWN_MINUTES becomes a proposal (guard), not a write.
-    again = bot.fix(v1.gateway_ids[0], requester="alice")
+    again = bot.fix(v1.gateway_ids[0], requester=ALICE)
     assert (again.action, again.arm_writes) == ("proposed", 0)
     assert "cooldown" in again.reason
     assert put_count(v1) == 3  # fix, their tag, rollback
@@ -473,7 +476,7 @@ def test_daily_cap_turns_apply_into_propose(
 ) -> None:
     bot = make_remediator(v1, tmp_path, monkeypatch, DAILY_CERT_CAP="0")
 
-    outcome = bot.fix(v1.gateway_ids[0], requester="alice")
+    outcome = bot.fix(v1.gateway_ids[0], requester=ALICE)
 
     assert (outcome.action, outcome.arm_writes) == ("proposed", 0)
     assert "daily cap" in outcome.reason
@@ -491,7 +494,7 @@ def test_v2_root_adds_one_trusted_root_and_no_authentication_certificate(
     before = stored(handle)
     bot = make_remediator(handle, tmp_path, monkeypatch)
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert outcome.action == "applied", outcome.reason
     assert (outcome.arm_writes, put_count(handle)) == (1, 1)
@@ -536,7 +539,7 @@ def test_key_vault_mismatch_turns_apply_into_propose(
     assert handle.env.get("KEY_VAULT_URL"), "the sandbox Key Vault is not running"
     bot = make_remediator(handle, tmp_path, monkeypatch, TRUSTED_CERT_NAMES=names)
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert (outcome.mode, outcome.action, outcome.arm_writes) == ("apply", "proposed", 0)
     assert reason in outcome.reason
@@ -562,7 +565,7 @@ def test_v2_root_not_sent_is_taken_from_key_vault_never_the_intermediate(
     handle = sandbox_factory(scenario_file(tmp_path, "ilb-ase-v2-root", _root_not_sent))
     bot = make_remediator(handle, tmp_path, monkeypatch)
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert outcome.action == "applied", outcome.reason
     assert (outcome.arm_writes, outcome.verified) == (1, True)
@@ -582,7 +585,7 @@ def test_v2_root_not_sent_nor_in_key_vault_names_the_root_and_uploads_nothing(
     )
     bot = make_remediator(handle, tmp_path, monkeypatch, TRUSTED_CERT_NAMES="contoso-root-2019")
 
-    outcome = bot.fix(handle.gateway_ids[0], requester="alice")
+    outcome = bot.fix(handle.gateway_ids[0], requester=ALICE)
 
     assert (outcome.action, outcome.arm_writes, outcome.proposal) == ("none", 0, None)
     assert put_count(handle) == 0

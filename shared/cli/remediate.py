@@ -147,7 +147,11 @@ def _proposals_arguments(p: argparse.ArgumentParser) -> None:
         "--status", choices=sorted(STATUSES), help="list only proposals with this status"
     )
     p.add_argument("--reason", default="", help="why (reject)")
-    p.add_argument("--as-user", help="identity of the approver (default: login name)")
+    p.add_argument(
+        "--as-user",
+        help="the approver's Entra object id, as APPROVERS lists it (default: login name, "
+        "which no APPROVERS entry matches)",
+    )
     p.add_argument(
         "--format",
         choices=("text", "json"),

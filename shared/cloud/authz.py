@@ -8,7 +8,8 @@ links a resource the caller may not join with 403 `LinkedAuthorizationFailed`, "
 permission to perform action '<action>' on scope '<scope>'; however, it does not have permission
 to perform action(s) '<a1>,<a2>' on the linked scope(s) '<s1>,<s2>' (respectively) or the linked
 scope(s) are invalid." The fix is a role assignment (docs/deploy.md#permissions), never a
-retry or a proposal for a human to approve.
+retry. (Before a write, the pre-flight reads the identity's permissions instead and turns a fix it
+could not write into a proposal naming the missing action: shared/remediation/preflight.py.)
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.common.errors import SettingsError
+from shared.common.identity import parse_approvers
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 
@@ -236,7 +237,13 @@ SETTINGS: tuple[Setting, ...] = (
         "50",
         _int(1, 1000),
     ),
-    Setting("APPROVERS", "Comma-separated identities allowed to approve proposals.", "", _csv),
+    Setting(
+        "APPROVERS",
+        "Comma-separated Entra object ids allowed to approve proposals and roll changes back, "
+        "each optionally with a display label: <object id>[=<label>].",
+        "",
+        parse_approvers,
+    ),
     Setting(
         "ROLLBACK_BY_APPLIER",
         "true lets the approver who applied a change roll it back through the API; false (the "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.common.errors import BotError, InputError
+from shared.common.identity import Approver, approver_ids, is_object_id, same_identity
 from shared.remediation.plan import Plan, apply_plan, plan_from_dict, plan_to_dict
 from shared.remediation.render import renderings
 
@@ -134,8 +135,15 @@ def build_proposal(
     )
 
 
-def check_approver(proposal: Proposal, approver: str, approvers: Sequence[str]) -> None:
-    """Raise ApprovalError unless `approver` may decide this open proposal."""
+def _not_an_approver(approver: str) -> ApprovalError:
+    hint = "" if is_object_id(approver) else " (APPROVERS lists Entra object ids, not names)"
+    return ApprovalError(ApprovalError.NOT_AN_APPROVER, f"{approver} is not in APPROVERS{hint}")
+
+
+def check_approver(proposal: Proposal, approver: str, approvers: Sequence[Approver | str]) -> None:
+    """Raise ApprovalError unless `approver` (an Entra object id) may decide this open proposal.
+    The requester is compared by the identity recorded with the proposal (its object id when it
+    was requested through the API), never by a display name."""
     who = approver.strip().lower()
     if proposal.status != "open":
         raise ApprovalError(
@@ -143,25 +151,30 @@ def check_approver(proposal: Proposal, approver: str, approvers: Sequence[str]) 
         )
     if not who:
         raise ApprovalError(ApprovalError.NO_IDENTITY, "an approver identity is required")
-    if who == proposal.requester.strip().lower():
+    if same_identity(who, proposal.requester):
         raise ApprovalError(
             ApprovalError.OWN_PROPOSAL, "the requester cannot approve their own proposal"
         )
-    if who not in {a.strip().lower() for a in approvers}:
-        raise ApprovalError(ApprovalError.NOT_AN_APPROVER, f"{approver} is not in APPROVERS")
+    if who not in approver_ids(approvers):
+        raise _not_an_approver(approver.strip())
 
 
 def check_rollback_approver(
-    applied_by: str, approver: str, approvers: Sequence[str], *, applier_may_roll_back: bool
+    applied_by: str,
+    approver: str,
+    approvers: Sequence[Approver | str],
+    *,
+    applier_may_roll_back: bool,
 ) -> None:
     """Raise ApprovalError unless `approver` may roll back a change `applied_by` made: an
-    approver in APPROVERS, and not the one who applied it unless ROLLBACK_BY_APPLIER allows."""
+    approver in APPROVERS (by object id), and not the one who applied it unless
+    ROLLBACK_BY_APPLIER allows."""
     who = approver.strip().lower()
     if not who:
         raise ApprovalError(ApprovalError.NO_IDENTITY, "an approver identity is required")
-    if who not in {a.strip().lower() for a in approvers}:
-        raise ApprovalError(ApprovalError.NOT_AN_APPROVER, f"{approver} is not in APPROVERS")
-    if who == applied_by.strip().lower() and not applier_may_roll_back:
+    if who not in approver_ids(approvers):
+        raise _not_an_approver(approver.strip())
+    if same_identity(who, applied_by) and not applier_may_roll_back:
         raise ApprovalError(
             ApprovalError.OWN_CHANGE,
             "the one who applied a change cannot roll it back (ROLLBACK_BY_APPLIER is false)",

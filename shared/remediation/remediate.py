@@ -60,6 +60,7 @@ from shared.remediation.plan import (
 )
 from shared.remediation.plan import revert_plan as _revert_plan
 from shared.remediation.policy import Guards, Outcome, check_scope, decide, effective_mode
+from shared.remediation.preflight import check_write_permissions
 from shared.remediation.proposals import (
     DRAINING_WARNING,
     Proposal,
@@ -377,6 +378,7 @@ class Remediator:
             result.reason = "not confirmed by the operator"
             return result
         try:
+            check_write_permissions(self.arm, gid, assessment.current.doc)
             return self._apply(gid, plan, by=requester, affected=self._affected(assessment, plan))
         except WriteRefused as exc:
             if exc.propose:
@@ -568,6 +570,7 @@ class Remediator:
         self._close(proposal, "approved", approver, None)
         proposal = self.proposals.get(proposal_id)
         try:
+            check_write_permissions(self.arm, gid, current.doc)
             outcome = self._apply(gid, plan, by=approver, affected=None, change_id=change_id)
         except (WriteRefused, BotError) as exc:
             writes = exc.writes if isinstance(exc, WriteRefused) else 0
@@ -847,6 +850,10 @@ class Remediator:
             return RemediationOutcome(gid.id, mode, "none", reason="dry run: nothing written")
         if confirm is not None and not confirm(preview):
             return RemediationOutcome(gid.id, mode, "none", reason="not confirmed by the operator")
+        try:
+            check_write_permissions(self.arm, gid, current.doc)
+        except WriteRefused as exc:
+            return RemediationOutcome(gid.id, mode, "refused", reason=str(exc))
         return self._hold_after(change, self._revert(gid, change, by=by, mode=mode), by)
 
     # ---- holds (shared.remediation.holds) -----------------------------------------------------

@@ -9,14 +9,13 @@ as malformed 500 (our bug: retrying cannot help).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from shared.common.errors import BotError, InputError, OutOfScopeError
 from shared.common.ids import GatewayId, gateway_id, in_scope, parse_gateway_id
@@ -24,16 +23,11 @@ from shared.common.settings import Mode
 from shared.service.alerts import AlertEvent, parse_alert
 from shared.service.app import AppContext
 from shared.service.logs import log_context
+from shared.service.principal import Unauthenticated, login_url, read_caller, wants_html
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024  # the common alert schema's own cap (docs/sources.md#alert-schema)
-MAX_PRINCIPAL_BYTES = 16 * 1024  # x-ms-client-principal: base64 JSON of a few claims
-_NAME_CHARS = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
-
-
-class Unauthenticated(InputError):
-    """The caller's identity header cannot be read (answered 401)."""
 
 
 @dataclass(frozen=True)
@@ -344,10 +338,10 @@ def handle_decide_proposal(
 
     def run() -> ApiResponse:
         if not caller:
-            return error(
-                401,
-                "Unauthenticated",
+            return signed_out(
+                headers or {},
                 "approving needs a caller signed in through App Service Authentication",
+                review=f"/api/proposals/{quote(proposal_id[:80], safe='')}/review",
             )
         refused = _cross_site_refusal(ctx, proposal_id, caller, body, headers or {})
         if refused is not None:
@@ -568,47 +562,24 @@ def _cross_site_refusal(
     )
 
 
+def signed_out(headers: Mapping[str, str], message: str, *, review: str) -> ApiResponse:
+    """A signed-out caller: a browser navigating here is sent to sign in and back to the review
+    page (302); an API caller gets 401 JSON naming where to sign in."""
+    login = login_url(review)
+    if wants_html(headers):
+        return ApiResponse(302, {"login": login}, {"Location": login})
+    return ApiResponse(
+        401, {"error": {"code": "Unauthenticated", "message": message}, "login": login}
+    )
+
+
 # ---- caller identity ------------------------------------------------------------------------
 
 
 def caller_identity(headers: Mapping[str, str], env: Mapping[str, str]) -> str | None:
-    """The signed-in caller from App Service Authentication, honoured only when the platform says
-    authentication is enabled (WEBSITE_AUTH_ENABLED); otherwise anyone could send the header.
-
-    None when no caller is signed in; Unauthenticated (401) when the principal headers are there
-    but unreadable: the platform writes them, so garbage there is never taken for anonymous."""
-    if str(env.get("WEBSITE_AUTH_ENABLED", "")).lower() != "true":
-        return None
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    name = lowered.get("x-ms-client-principal-name")
-    if name is not None and name.strip():
-        return _caller_name(name, "x-ms-client-principal-name")
-    encoded = lowered.get("x-ms-client-principal")
-    if not encoded or not encoded.strip():
-        return None
-    if len(encoded) > MAX_PRINCIPAL_BYTES:
-        raise Unauthenticated(f"x-ms-client-principal is larger than {MAX_PRINCIPAL_BYTES} bytes")
-    try:
-        principal = json.loads(base64.b64decode(encoded.strip(), validate=True))
-    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-        raise Unauthenticated("x-ms-client-principal is not base64-encoded JSON") from None
-    except RecursionError:
-        raise Unauthenticated("x-ms-client-principal is nested too deeply") from None
-    claims = principal.get("claims") if isinstance(principal, dict) else None
-    if not isinstance(claims, list):
-        raise Unauthenticated("x-ms-client-principal has no claims list")
-    for claim in claims:
-        if not isinstance(claim, dict):
-            raise Unauthenticated("x-ms-client-principal has a claim that is not an object")
-        value = claim.get("val")
-        if claim.get("typ") in {"preferred_username", "name", "upn"} and value:
-            return _caller_name(str(value), "x-ms-client-principal")
-    return None
-
-
-def _caller_name(value: str, header: str) -> str:
-    """An identity recorded in the ledger and compared with APPROVERS: one short line."""
-    name = value.strip()
-    if not _NAME_CHARS.match(name):
-        raise Unauthenticated(f"{header} is not a user name (control characters or too long)")
-    return name
+    """The signed-in caller's Entra object id from App Service Authentication, honoured only when
+    the platform says authentication is enabled (WEBSITE_AUTH_ENABLED); see
+    shared/service/principal.py. None when no caller is signed in; Unauthenticated (401) when
+    the principal headers are there but unreadable or not an Entra user's."""
+    caller = read_caller(headers, env)
+    return caller.object_id if caller else None

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from shared.remediation.proposals import ProposalStore
 from shared.service.app import AppContext
@@ -75,18 +75,24 @@ def handle_review(
     *,
     path: str = "",
     proposals: ProposalStore | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> HtmlResponse:
     """GET /api/proposals/{id}/review: the page, or an HTML error page with the right status.
-    `proposals` is the store to read (the app's blob store when not given)."""
+    `proposals` is the store to read (the app's blob store when not given). A signed-out
+    browser (Accept: text/html) is sent to sign in and back here (302)."""
     from shared.common.errors import OutOfScopeError
+    from shared.common.identity import label_of
     from shared.common.ids import in_scope
     from shared.remediation.proposals import ApprovalError, ProposalNotFound, check_approver
+    from shared.service.principal import login_url, wants_html
     from shared.service.storage import StorageUnavailable
 
     nonce = secrets.token_urlsafe(18)
     try:
         if not caller:
-            login = "/.auth/login/aad?post_login_redirect_uri=" + quote(path or "/", safe="/")
+            login = login_url(path or "/")
+            if path and wants_html(headers or {}):
+                return HtmlResponse(302, "", {**page_headers(nonce), "Location": login})
             return _error_page(
                 401,
                 "Sign in first",
@@ -99,6 +105,8 @@ def handle_review(
         except ProposalNotFound:
             return _error_page(404, "Not found", f"No proposal {proposal_id[:80]!r}.", nonce)
         proposal = found.to_dict()
+        # Identities are object ids; APPROVERS' labels are shown beside them.
+        proposal["requester"] = label_of(str(found.requester), ctx.settings["APPROVERS"])
         if not in_scope(found.gateway_id, ctx.settings.scopes):
             raise OutOfScopeError("the proposal's gateway is outside ALLOWED_SCOPES")
         refusal = None
@@ -114,7 +122,12 @@ def handle_review(
         job = _job_for(ctx, params.get("job", ""), proposal_id)
         token = issue_token(secret, proposal_id, caller) if refusal is None else ""
         body = render_review(
-            proposal, caller=caller, token=token, refusal=refusal, job=job, nonce=nonce
+            proposal,
+            caller=label_of(caller, ctx.settings["APPROVERS"]),
+            token=token,
+            refusal=refusal,
+            job=job,
+            nonce=nonce,
         )
         return HtmlResponse(200, body, page_headers(nonce))
     except StorageUnavailable as exc:

@@ -16,17 +16,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 from sandbox.alerts import common_alert
+from sandbox.easyauth import principal_headers
 from tests.cli_process import last_json, run_cli
 
 from .conftest import BotApp, Factory
 
-ALICE = "alice@contoso.com"
-BOB = "bob@contoso.com"
+# Approvers are Entra object ids (the oid claim App Service Authentication passes on).
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
 AUTH = {"easy_auth": True, "WEBSITE_AUTH_ENABLED": "True"}
 
 
 def _as(user: str) -> dict[str, str]:
-    return {"x-ms-client-principal-name": user}
+    return principal_headers(user)
 
 
 def cli(app: BotApp, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -135,7 +137,8 @@ def test_api_rollback_needs_another_approver_unless_policy_allows_then_cli_sees_
 
     nobody = app.call("POST", path, {})
     assert nobody.status == 401 and nobody.json()["error"]["code"] == "Unauthenticated"
-    mallory = app.call("POST", path, {}, headers=_as("mallory@contoso.com")).json()["error"]
+    stranger = _as("3a110000-0000-4000-8000-000000000003")  # signed in, not in APPROVERS
+    mallory = app.call("POST", path, {}, headers=stranger).json()["error"]
     assert (mallory["code"], mallory["reason"]) == ("Forbidden", "not_an_approver")
     own = app.call("POST", path, {}, headers=_as(BOB))
     assert own.status == 403 and own.json()["error"]["reason"] == "own_change"

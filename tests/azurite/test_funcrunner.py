@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 import pytest
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from sandbox.easyauth import APPROVER, OPERATOR, SECOND_APPROVER, EasyAuth, principal_headers
 from sandbox.funcrunner import FunctionRunner, compile_route
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -90,7 +93,9 @@ HOST_JSON = {
 }
 
 
-def make_runner(connection: str, unique: str, *, easy_auth: bool = False) -> FunctionRunner:
+def make_runner(
+    connection: str, unique: str, *, easy_auth: bool = False, auth: EasyAuth | None = None
+) -> FunctionRunner:
     env = {"JOBS_QUEUE": f"jobs-{unique}", "WORK_QUEUE": f"work-{unique}"}
     return FunctionRunner(
         app,
@@ -99,6 +104,7 @@ def make_runner(connection: str, unique: str, *, easy_auth: bool = False) -> Fun
         keys=KEYS,
         function_keys={"whoami": {"mine": "whoami-key"}},
         easy_auth=easy_auth,
+        auth=auth,
         host_json=HOST_JSON,
         poll_interval=0.05,
     )
@@ -189,6 +195,49 @@ def test_easy_auth_headers_stripped_unless_enabled(azurite_connection: str, uniq
             200,
             b"mallory@example.com",
         )
+
+
+def _raw(runner: FunctionRunner, path: str, headers: dict[str, str] | None = None) -> Any:
+    """GET without following redirects: (status, headers, body)."""
+    conn = http.client.HTTPConnection(urlsplit(runner.url).netloc, timeout=30)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def test_easy_auth_signs_in_by_object_id_and_strips_callers_principal_headers(
+    azurite_connection: str, unique: str
+) -> None:
+    """sandbox/easyauth.py: /.auth/login/aad signs a sandbox user in (a session cookie) and
+    redirects back on the same site; the app then sees the platform's principal headers for
+    that user, and never the ones a caller sent."""
+    spoof = {
+        **principal_headers(SECOND_APPROVER),
+        "x-ms-client-principal-name": "mallory@example.com",
+        "x-functions-key": "host-key",
+    }
+    with make_runner(azurite_connection, unique, auth=EasyAuth(default_user=APPROVER)) as runner:
+        assert _raw(runner, "/api/whoami", spoof)[2] == b"nobody"  # stripped, not signed in
+        assert _raw(runner, "/.auth/me")[0] == 401
+        status, headers, _ = _raw(runner, "/.auth/login/aad?post_login_redirect_uri=/api/whoami")
+        assert (status, headers["Location"]) == (302, "/api/whoami")
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        signed_in = {**spoof, "Cookie": cookie}
+        assert _raw(runner, "/api/whoami", signed_in)[2] == APPROVER.name.encode()
+        me = json.loads(_raw(runner, "/.auth/me", {"Cookie": cookie})[2])
+        oid = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+        assert {c["typ"]: c["val"] for c in me[0]["user_claims"]}[oid] == APPROVER.object_id
+        # A chosen user; a redirect off the site is refused (back to "/").
+        picked = f"/.auth/login/aad?login_hint={OPERATOR.object_id}"
+        status, headers, _ = _raw(runner, picked + "&post_login_redirect_uri=https://evil.test/")
+        assert (status, headers["Location"]) == (302, "/")
+        other = {"Cookie": headers["Set-Cookie"].split(";", 1)[0], "x-functions-key": "host-key"}
+        assert _raw(runner, "/api/whoami", other)[2] == OPERATOR.name.encode()
+        assert _raw(runner, "/.auth/logout", {"Cookie": cookie})[0] == 302
+        assert _raw(runner, "/api/whoami", signed_in)[2] == b"nobody"
 
 
 def _send(runner: FunctionRunner, unique: str, text: str) -> None:

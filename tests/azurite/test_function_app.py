@@ -17,6 +17,7 @@ from typing import Any
 
 from sandbox.alerts import common_alert
 from sandbox.azurite import start_azurite
+from sandbox.easyauth import User, principal_headers
 from shared.core.health import HealthState
 
 from .conftest import KEY, WAIT, BotApp, Factory, Reply, http
@@ -261,12 +262,15 @@ def test_sweep_leaves_a_healthy_gateway_alone(bot_app: Factory) -> None:
 
 # ---- proposals and approval -------------------------------------------------------------------
 
-ALICE = "alice@contoso.com"
-BOB = "bob@contoso.com"
+# Approvers are Entra object ids; App Service Authentication names the caller by the oid claim.
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
+MALLORY = "3a110000-0000-4000-8000-000000000003"
 
 
 def _as(user: str | None) -> dict[str, str]:
-    return {"x-ms-client-principal-name": user} if user else {}
+    """The principal headers App Service injects for a signed-in Entra user (object id)."""
+    return principal_headers(User(user, f"{user[:4]}@contoso.com")) if user else {}
 
 
 def test_approval_refused_without_an_authenticated_approver(bot_app: Factory) -> None:
@@ -308,12 +312,20 @@ def test_proposal_approved_through_the_api_is_applied(bot_app: Factory) -> None:
 
     approve = f"proposals/{proposal_id}/approve"
     assert app.call("POST", approve, {}).status == 401  # nobody signed in
-    refused = app.call("POST", approve, {}, headers=_as("mallory@contoso.com"))
+    # A name header alone is no identity, even an approver's name: 401, nothing queued.
+    name_only = {"X-MS-CLIENT-PRINCIPAL-NAME": "a11c@contoso.com"}
+    forged = app.call("POST", approve, {}, headers=name_only)
+    assert forged.status == 401 and forged.json()["error"]["code"] == "Unauthenticated"
+    assert len(app.jobs()) == 1 and app.puts() == []
+    # A principal from another identity provider, or without an object id, is refused too.
+    github = {**_as(ALICE), "X-MS-CLIENT-PRINCIPAL-IDP": "github"}
+    assert app.call("POST", approve, {}, headers=github).status == 401
+    refused = app.call("POST", approve, {}, headers=_as(MALLORY))
     assert refused.status == 403
     assert refused.json()["error"] == {
         "code": "Forbidden",
         "reason": "not_an_approver",
-        "message": "mallory@contoso.com is not in APPROVERS",
+        "message": f"{MALLORY} is not in APPROVERS",
     }
     own = app.call("POST", approve, {}, headers=_as(BOB))
     assert own.status == 403  # the requester cannot approve their own proposal

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.alerts import common_alert
+from sandbox.easyauth import principal_headers
 from sandbox.funcrunner import REPO_ROOT
 from shared.common.ids import parse_gateway_id
 
@@ -274,7 +275,7 @@ def test_addresses_in_request_bodies_are_never_probed(bot_app: Factory, tripwire
 
 # ---- errors classified (issue 13): input is 4xx, storage down is 503, nothing written ---------
 
-ALICE = "alice@contoso.com"
+ALICE = "a11ce000-0000-4000-8000-000000000001"  # an Entra object id, as APPROVERS holds them
 # 100 000 levels: deeper than any recursive parser follows, still under the 256 KB body cap.
 NESTED = b'{"mode": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
@@ -300,7 +301,7 @@ def signed_in_app(bot_app: Factory) -> Iterator[BotApp]:
 
 def test_deeply_nested_bodies_get_400_json_and_write_nothing(signed_in_app: BotApp) -> None:
     app = signed_in_app
-    me = {"x-ms-client-principal-name": ALICE}
+    me = principal_headers(ALICE)
     for path in (app.gateway_path("fix"), app.gateway_path("diagnose"), "proposals/p-1/approve"):
         reply = app.call("POST", path, raw=NESTED, headers=me)
         assert_refused(reply, 400)
@@ -329,15 +330,26 @@ def test_malformed_client_principal_gets_401_json_and_writes_nothing(
             reply = app.call("POST", path, {}, headers={"x-ms-client-principal": principal})
             assert_refused(reply, 401)
             assert reply.json()["error"]["code"] == "Unauthenticated", principal[:40]
-    for name in ("alice\x01@contoso.com", "a" * 300):
+    aad = {"x-ms-client-principal-idp": "aad"}
+    for claims in (
+        [{"typ": "preferred_username", "val": "alice@contoso.com"}],  # a name, no object id
+        [{"typ": "oid", "val": "alice@contoso.com"}],  # an oid that is not an object id
+    ):
+        principal = {"x-ms-client-principal": _principal({"claims": claims}), **aad}
+        reply = app.call("POST", "proposals/p-1/approve", {}, headers=principal)
+        assert_refused(reply, 401)
+    # A name header alone names nobody, whatever it holds: 401, as for no caller.
+    for name in ("alice\x01@contoso.com", "a" * 300, "alice@contoso.com", ALICE):
         reply = app.call(
             "POST", "proposals/p-1/approve", {}, headers={"x-ms-client-principal-name": name}
         )
         assert_refused(reply, 401)
-    # A readable principal still names the caller (the claim App Service writes).
-    good = _principal({"claims": [{"typ": "preferred_username", "val": ALICE}]})
-    reply = app.call("POST", "proposals/p-1/approve", {}, headers={"x-ms-client-principal": good})
-    assert reply.status == 404, reply.body  # authenticated; the proposal does not exist
+    # A readable principal names the caller by its oid claim (the claim App Service writes).
+    for typ in ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid"):
+        good = _principal({"claims": [{"typ": typ, "val": ALICE}]})
+        headers = {"x-ms-client-principal": good, **aad}
+        reply = app.call("POST", "proposals/p-1/approve", {}, headers=headers)
+        assert reply.status == 404, reply.body  # authenticated; the proposal does not exist
     assert_nothing_written(app)
 
 

@@ -1,6 +1,8 @@
-"""The proposal review page in a real browser (issue 13, deliverable 8): an approver loads it,
-reads the diagnosis and the exact change, approves, and watches the job finish; a page on
-another origin that posts to the approve URL is refused and the proposal stays open."""
+"""The proposal review page in a real browser (issue 13, deliverable 8; issue 17): an approver
+follows the link while signed out, is sent through sign-in (App Service Authentication, emulated
+by sandbox/easyauth.py) and back, reads the diagnosis and the exact change, approves, and watches
+the job finish; a page on another origin that posts to the approve URL is refused and the
+proposal stays open."""
 
 from __future__ import annotations
 
@@ -18,17 +20,17 @@ from typing import Any
 import pytest
 
 from sandbox.alerts import common_alert
+from sandbox.easyauth import APPROVER, principal_headers
 from tests.serve_process import Served, start_served
 
 pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.sandbox]
 
-APPROVER = "approver@contoso.com"
 WAIT = 60.0  # upper bound on a loaded 2-core machine, not a timed assertion
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    # The runner signs every request in as APPROVER (App Service Authentication with a session).
+    # /.auth/login/aad signs in APPROVER (an object id in APPROVERS), as Entra ID would.
     served = start_served(tmp_path, "ilb-ase-v2-nosni", "--rbac", "infra")
     try:
         yield served
@@ -79,16 +81,28 @@ class _Forger(BaseHTTPRequestHandler):
         pass
 
 
-def _status_of(browser: Any, url: str) -> int | None:
-    """The HTTP status of the last response for `url`, from Chromium's performance log."""
-    status = None
+def _responses(browser: Any) -> list[tuple[str, int, str]]:
+    """(url, status, Location) of every response since the last call, redirects included, from
+    Chromium's performance log (a redirect shows as the next request's redirectResponse)."""
+    seen: list[tuple[str, int, str]] = []
     for entry in browser.get_log("performance"):
         message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        response = None
         if message.get("method") == "Network.responseReceived":
-            response = message["params"]["response"]
-            if response["url"] == url:
-                status = int(response["status"])
-    return status
+            response = params["response"]
+        elif message.get("method") == "Network.requestWillBeSent":
+            response = params.get("redirectResponse")
+        if response:
+            headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+            seen.append((response["url"], int(response["status"]), headers.get("location", "")))
+    return seen
+
+
+def _status_of(browser: Any, url: str) -> int | None:
+    """The HTTP status of the last response for `url`, from Chromium's performance log."""
+    statuses = [status for seen, status, _ in _responses(browser) if seen == url]
+    return statuses[-1] if statuses else None
 
 
 def _wait(browser: Any, predicate: Any, timeout: float = WAIT) -> None:
@@ -112,9 +126,31 @@ def test_review_page_approve_and_forged_post(served: Served, browser: Any) -> No
     review = f"{served.url}/api/proposals/{pid}/review"
     approve = f"{served.url}/api/proposals/{pid}/approve"
 
-    # The page: the diagnosis side by side, the exact change and its risks.
+    # Forged identities get nowhere: App Service (here sandbox/easyauth.py) strips a caller's own
+    # principal headers, and a name alone is no identity to the app either. 401, nothing written.
+    for forged in (
+        {"X-MS-CLIENT-PRINCIPAL-NAME": APPROVER.name},
+        principal_headers(APPROVER),
+    ):
+        status, body = served.call("POST", f"proposals/{pid}/approve", {}, headers=forged)
+        assert status == 401 and body["error"]["code"] == "Unauthenticated", body
+        assert (
+            body["login"] == f"/.auth/login/aad?post_login_redirect_uri=/api/proposals/{pid}/review"
+        )
+    assert served.call("GET", f"proposals/{pid}")[1]["status"] == "open"
+    assert _puts(served) == 0
+
+    # Signed out, the link sends the browser to sign in and back to the page.
     browser.get(review)
-    assert _status_of(browser, review) == 200
+    hops = [hop for hop in _responses(browser) if hop[0].startswith(served.url)]
+    login = f"/.auth/login/aad?post_login_redirect_uri=/api/proposals/{pid}/review"
+    assert hops[0] == (review, 302, login), hops
+    assert hops[1][:2] == (served.url + login, 302), hops
+    assert hops[-1][:2] == (review, 200), hops
+    assert browser.current_url == review
+    assert APPROVER.name in browser.find_element(By.TAG_NAME, "body").text  # APPROVERS' label
+
+    # The page: the diagnosis side by side, the exact change and its risks.
     text = browser.find_element(By.TAG_NAME, "body").text
     finding = proposal["evidence"][0]["evidence"]
     presented = finding["captures"]["gateway"]["chain"][0]
@@ -163,5 +199,5 @@ def test_review_page_approve_and_forged_post(served: Served, browser: Any) -> No
     _wait(browser, lambda b: b.find_element(By.ID, "status").text == "applied")
     assert "verified" in browser.find_element(By.ID, "result-section").text.lower()
     final = served.call("GET", f"proposals/{pid}")[1]
-    assert (final["status"], final["decided_by"]) == ("applied", APPROVER)
+    assert (final["status"], final["decided_by"]) == ("applied", APPROVER.object_id)
     assert _puts(served) == 1

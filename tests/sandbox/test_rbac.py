@@ -7,7 +7,8 @@ names the missing action and scope.
 - `test_every_action_infra_grants_is_used_by_a_bot_run`: infra grants nothing the bot does not
   use (compared with shared/cloud/arm.py and with what the sandbox checked during a real fix);
 - `test_removing_one_action_from_infra_stops_the_bot`: a copy of infra/ without one action of
-  the bot's roles makes the bot's fix end with AuthorizationFailed or LinkedAuthorizationFailed.
+  the bot's roles makes the bot's fix end with AuthorizationFailed or LinkedAuthorizationFailed,
+  or, for an action the write needs, a proposal naming it before anything is sent (issue 17).
 """
 
 from __future__ import annotations
@@ -324,7 +325,18 @@ def _without(infra: Path, action: str, tmp_path: Path) -> Path:
 
 
 ON_DEMAND = "Microsoft.Network/applicationGateways/getBackendHealthOnDemand/action"
-TRACK_PUT = "Microsoft.Network/locations/operations/read"
+# What the pre-flight reads before a write (shared/remediation/preflight.py): the write, the
+# status reads and every linked resource's actions. Key Vault's deploy/action is not among them
+# (a certificate names its vault by URL, not by resource id): ARM's own 403 reports it.
+PREFLIGHT = {
+    a.lower()
+    for a in (
+        ARM_ACTIONS["put_gateway"],
+        ARM_ACTIONS["poll_operation"],
+        *LINKED_RESOURCE_READS.values(),
+        *(v for k, v in LINKED_RESOURCE_ACTIONS.items() if k != "key_vault"),
+    )
+}
 
 
 @pytest.mark.sandbox
@@ -347,19 +359,20 @@ def test_removing_one_action_from_infra_stops_the_bot(
     before = copy.deepcopy(handle.arm.gateway_document(handle.gateway_ids[0]))
     bot, outcome = _fix(handle, tmp_path, monkeypatch)
     denied = {c.action for c in handle.authorizer.checks if not c.allowed}
+    if action.lower() in PREFLIGHT:
+        # Read from Microsoft.Authorization/permissions before writing: the fix becomes a
+        # proposal naming the action, and ARM is never asked for what it would refuse.
+        assert (outcome.action, outcome.arm_writes) == ("proposed", 0), outcome.reason
+        assert action.lower() in outcome.reason.lower(), "the outcome names the missing action"
+        assert [p.id for p in bot.proposals.list(status="open")] == [outcome.proposal]
+        assert denied == set() and _accepted_puts(handle) == 0
+        assert handle.arm.gateway_document(handle.gateway_ids[0])["etag"] == before["etag"]
+        return
     assert denied == {action}
 
     if action == ON_DEMAND:
         # Evidence only (shared/remediation/verify.py): ARM refused it, periodic health verified.
         assert (outcome.action, outcome.verified) == ("applied", True)
-        return
-    if action == TRACK_PUT:
-        # ARM took the PUT and refused only its status: the writer reads the gateway, finds the
-        # change in place and counts it written (never a proposal or a second write for it).
-        assert (outcome.action, outcome.arm_writes, _accepted_puts(handle)) == ("applied", 1, 1)
-        assert outcome.proposal is None
-        # The operator still learns what to grant: the outcome names the untracked operation.
-        assert "AuthorizationFailed" in outcome.reason and action in outcome.reason
         return
     assert outcome.action in {"refused", "failed"}, outcome.reason
     assert "AuthorizationFailed" in outcome.reason  # or LinkedAuthorizationFailed
