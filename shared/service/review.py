@@ -19,7 +19,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
 
 from shared.remediation.proposals import ProposalStore
 from shared.service.app import AppContext
