@@ -117,7 +117,9 @@ var gatewayIds = [for id in filter(split(targetGatewayIds, ','), x => !empty(tri
 var linkedIds = [for id in filter(split(linkedResourceIds, ','), x => !empty(trim(x))): trim(id)]
 var backendPrefixList = [for p in filter(split(backendAddressPrefixes, ','), x => !empty(trim(x))): trim(p)]
 var backendPortList = [for p in filter(split(backendPorts, ','), x => !empty(trim(x))): trim(p)]
-var approverIds = [for id in filter(split(approvers, ','), x => !empty(trim(x))): trim(id)]
+// APPROVERS entries are `<object id>[=<label>]`: the app shows the label, Easy Auth admits the id.
+var approverEntries = [for entry in filter(split(approvers, ','), x => !empty(trim(x))): trim(entry)]
+var approverIds = [for entry in approverEntries: trim(first(split(entry, '=')))]
 var operatorIps = [for ip in filter(split(operatorIpRanges, ','), x => !empty(trim(x))): trim(ip)]
 var scopeList = [for s in filter(split(roleAssignableScopes, ','), x => !empty(trim(x))): trim(s)]
 var deploymentContainerName = 'deployment-package'
@@ -145,8 +147,8 @@ var botSettings = {
   COOLDOWN_MINUTES: '30'
   DAILY_CERT_CAP: '3'
   MAX_TARGETS_PER_ALERT: '50'
-  // Entra object ids, trimmed: the same list App Service Authentication admits (auth.bicep).
-  APPROVERS: join(approverIds, ',')
+  // Entra object ids with their labels, trimmed; App Service Authentication admits the same ids.
+  APPROVERS: join(approverEntries, ',')
   ROLLBACK_BY_APPLIER: 'false'
   // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
   PROBE_VANTAGE: 'auto'

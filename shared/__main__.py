@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import shared.cli.preflight  # registers preflight (with the line below)
 import shared.cli.remediate  # noqa: F401 - registers fix, proposals and rollback
 from shared.cli.main import main
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from shared.cli import changes, gateways, holds, jobs, remediate
+from shared.cli import changes, gateways, holds, jobs, preflight, remediate
 
-__all__ = ["changes", "gateways", "holds", "jobs", "remediate"]
+__all__ = ["changes", "gateways", "holds", "jobs", "preflight", "remediate"]

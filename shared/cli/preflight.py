@@ -10,12 +10,12 @@ cannot be read, 2 for bad input (docs/operations.md#permissions-pre-flight).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from shared.cli.main import register
+from shared.cli.output import emit
 from shared.common.errors import InputError
 
 
@@ -90,7 +90,7 @@ def preflight(args: argparse.Namespace) -> int:
             "gateways": [r.to_dict() for r in reports],
             "list_errors": list_errors,
         }
-        sys.stdout.write(json.dumps(body) + "\n")
+        emit(body)
     else:
         sys.stdout.write(_text(reports, list_errors))
     return 0 if ok else 1

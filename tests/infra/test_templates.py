@@ -471,6 +471,13 @@ def test_approval_endpoints_admit_only_the_given_principals(
     assert module.params["allowedPrincipalIds"] == "approverIds"
 
 
+def test_approver_labels_never_reach_easy_auth(main: Any) -> None:
+    # APPROVERS entries are `<object id>[=<label>]`; allowedPrincipals takes object ids only
+    # (docs/sources.md#app-service-authentication), so the label is cut before it gets there.
+    config = json.dumps(main.variables["approverIds"]["config"])
+    assert '"split"' in config and '"="' in config and '"first"' in config, config
+
+
 def test_comma_separated_ids_are_trimmed(main: Any, templates: dict[str, Any]) -> None:
     def trimmed(template: Any, name: str) -> bool:
         value = template.variables[name]
@@ -481,7 +488,7 @@ def test_comma_separated_ids_are_trimmed(main: Any, templates: dict[str, Any]) -
             "function": {"type": "trim", "parameters": {"string_to_trim": item}}
         }
 
-    for name in ("gatewayIds", "linkedIds", "approverIds", "operatorIps", "scopeList"):
+    for name in ("gatewayIds", "linkedIds", "approverEntries", "operatorIps", "scopeList"):
         assert trimmed(main, name), name
     step = templates["alerts.bicep"]
     (module,) = step.modules("modules/alerts.bicep")
