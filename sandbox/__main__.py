@@ -114,7 +114,8 @@ def _start_functions(
 ) -> dict[str, str]:
     """Azurite and the local Functions runner serving function_app over the sandbox; the keys
     the env file gains: FUNCTIONS_URL, FUNCTIONS_KEY (a host key: every keyed route, /api/alerts
-    included) and AzureWebJobsStorage (the app's state, for clients reading its ledger)."""
+    included), FUNCTIONS_MCP_KEY (the mcp_extension system key: /runtime/webhooks/mcp) and
+    AzureWebJobsStorage (the app's state, for clients reading its ledger)."""
     from sandbox.azurite import start_azurite
     from sandbox.funcrunner import FunctionRunner
 
@@ -125,6 +126,7 @@ def _start_functions(
     port = options.port or _free_port()
     url = f"http://127.0.0.1:{port}"
     key = secrets.token_urlsafe(24)
+    mcp_key = secrets.token_urlsafe(24)  # the MCP extension's system key (mcp_extension)
     overrides = dict(options.settings)
     settings = {
         # The runner imitates App Service Authentication: see --signed-in-as.
@@ -139,6 +141,7 @@ def _start_functions(
         env={**sandbox_env, **settings},
         connection=azurite.connection_string,
         keys={"default": key},
+        system_keys={"mcp_extension": mcp_key},
         easy_auth=True,
         easy_auth_principal=options.signed_in_as or None,
         schedule=True,
@@ -150,6 +153,7 @@ def _start_functions(
         **overrides,
         "FUNCTIONS_URL": url,
         "FUNCTIONS_KEY": key,
+        "FUNCTIONS_MCP_KEY": mcp_key,
         "AzureWebJobsStorage": azurite.connection_string,
     }
 
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "--functions",
         action="store_true",
         help="also run the function app (Azurite and the local Functions runner); the env file "
-        "gains FUNCTIONS_URL, FUNCTIONS_KEY and AzureWebJobsStorage",
+        "gains FUNCTIONS_URL, FUNCTIONS_KEY, FUNCTIONS_MCP_KEY and AzureWebJobsStorage",
     )
     serve.add_argument(
         "--functions-port", type=int, default=0, help="with --functions: port (default: free)"

@@ -15,6 +15,8 @@ built from the bindings the app declares (`app.get_functions()`):
 * Timer triggers fire on demand (`run_timer(name)`); a schedule loop (6-field NCRONTAB) is
   optional and off by default.
 * Queue output bindings are written (base64) after the function returns successfully.
+* MCP tool triggers are served at `/runtime/webhooks/mcp` behind the `mcp_extension` system key
+  (`system_keys`), as the Functions MCP extension does (sandbox/mcp_host.py).
 * App Service Authentication is imitated only with `easy_auth=True`: `x-ms-client-principal*`
   headers reach the function as if the platform had set them, and `easy_auth_principal` (if
   given) signs in every request that names nobody, as a browser's session would. Otherwise such
@@ -57,6 +59,8 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 from azure.storage.queue import QueueMessage as StorageQueueMessage
+
+from sandbox.mcp_host import McpHost
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +191,7 @@ class FunctionRunner:
         connection: str,
         keys: Mapping[str, str],
         function_keys: Mapping[str, Mapping[str, str]] | None = None,
+        system_keys: Mapping[str, str] | None = None,
         easy_auth: bool = False,
         easy_auth_principal: str | None = None,
         host_json: Mapping[str, Any] | str | os.PathLike[str] | None = None,
@@ -199,9 +204,11 @@ class FunctionRunner:
         self.connection = connection
         self.keys = dict(keys)
         self.function_keys = {k: dict(v) for k, v in (function_keys or {}).items()}
+        self.system_keys = dict(system_keys or {})  # extension webhooks' keys (mcp_extension)
         self.easy_auth = easy_auth
         self.easy_auth_principal = easy_auth_principal
-        self.config = _queue_config(_load_host_json(host_json))
+        host = _load_host_json(host_json)
+        self.config = _queue_config(host)
         if visibility_timeout is not None:
             self.config.visibility_timeout = visibility_timeout
         self.poll_interval = poll_interval
@@ -218,6 +225,7 @@ class FunctionRunner:
             (self._route(f) for f in self.functions.values() if _kind(f) == "httpTrigger"),
             key=lambda r: r.precedence,
         )
+        self.mcp = McpHost(self, host_json=host)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -301,6 +309,8 @@ class FunctionRunner:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request; returns (status, headers, body)."""
         parts = urlsplit(raw_path)
+        if McpHost.serves(parts.path):
+            return self.mcp.handle(method, raw_path, headers, body)
         prefix = "/" + self.config.route_prefix.strip("/") if self.config.route_prefix else ""
         path = parts.path.rstrip("/") or "/"
         if prefix and not (path == prefix or path.startswith(prefix + "/")):
@@ -600,7 +610,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-_TRIGGERS = {"httpTrigger", "queueTrigger", "timerTrigger"}
+_TRIGGERS = {"httpTrigger", "queueTrigger", "timerTrigger", "mcpToolTrigger"}
 
 
 def _kind(fn: _Function) -> str:

@@ -1,0 +1,672 @@
+"""The bot as MCP tools (Azure Functions MCP extension): what an agent may ask, never what it may
+do to a gateway.
+
+Each tool is a thin wrapper over what the HTTP API already does (shared.service.api and the
+Remediator the worker uses) and answers the same JSON, as structured content. No tool approves,
+applies, rejects or rolls back: those stay with people (the review page, the CLI). `propose_fix`
+asks for a proposal whatever the mode; diagnosis and proposals run as queue jobs, in the
+gateway's network, and the tool waits up to WAIT_SECONDS for them.
+
+Every call is recorded in the ledger (partition "mcp": tool, caller, gateway, outcome), honours
+ALLOWED_SCOPES and the input limits below; a bad argument is a tool error (`isError`) with one
+clear message, never a traceback. function_app.py registers one `mcpToolTrigger` per tool; the
+extension hands the function the invocation context as JSON and reads back an `McpToolResult`
+string (docs/sources.md#mcp-extension).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.common.errors import BotError, InputError, OutOfScopeError
+from shared.common.ids import GatewayId, in_scope, parse_gateway_id
+from shared.service import api
+from shared.service.app import AppContext
+
+log = logging.getLogger(__name__)
+
+# The invocation context is the extension's JSON (arguments plus the request's headers).
+MAX_CONTEXT_BYTES = 256 * 1024
+MAX_ID_CHARS = 1024  # an ARM resource id is far shorter; anything longer is not one
+MAX_REASON_CHARS = 2000
+MAX_SERVER_CHARS = 253  # a DNS name
+WAIT_SECONDS = 25.0  # how long diagnose_gateway and propose_fix wait for their job
+_POLL_SECONDS = 0.25
+MAX_GATEWAYS_LISTED = 500  # list_unhealthy_gateways: metrics for at most this many
+LEDGER_PARTITION = "mcp"
+_SHORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_TERMINAL = {"succeeded", "failed", "proposed"}
+
+
+class ToolError(Exception):
+    """A refusal the agent should read: `code` (BadArgument, OutOfScope, NotFound, Busy,
+    Unavailable, Failed) and one line of text."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Prop:
+    name: str
+    description: str
+    required: bool = True
+    limit: int = MAX_ID_CHARS
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    props: tuple[Prop, ...] = ()
+
+    def properties_json(self) -> str:
+        """The trigger's `toolProperties`: the list the extension turns into the input schema
+        (PropertyBasedToolInputSchema; the same keys azure-functions' mcp_tool writes)."""
+        return json.dumps(
+            [
+                {
+                    "propertyName": p.name,
+                    "propertyType": "string",
+                    "description": p.description,
+                    "isArray": False,
+                    "isRequired": p.required,
+                }
+                for p in self.props
+            ]
+        )
+
+
+_GATEWAY = Prop(
+    "gateway_id",
+    "Resource id of the Application Gateway: /subscriptions/<sub>/resourceGroups/<rg>/providers/"
+    "Microsoft.Network/applicationGateways/<name>",
+)
+
+TOOLS: tuple[Tool, ...] = (
+    Tool(
+        "list_unhealthy_gateways",
+        "Application Gateways inside the bot's scope whose backends are unhealthy "
+        "(UnhealthyHostCount metric over the last minutes); gateways without metric data are "
+        "listed apart: diagnose them to know.",
+    ),
+    Tool(
+        "diagnose_gateway",
+        "Diagnose one gateway's backend certificate trust from inside its network: the cause "
+        "of each unhealthy backend with its evidence and the fix. Runs as a job; waits a bounded "
+        "time, else returns the job id to poll with get_job. Changes nothing.",
+        (_GATEWAY,),
+    ),
+    Tool(
+        "get_job",
+        "A diagnose or fix job by id: its state and, once finished, its diagnosis or outcome.",
+        (Prop("job_id", "Job id returned by diagnose_gateway or propose_fix", limit=64),),
+    ),
+    Tool(
+        "export_backend_certificate",
+        "The certificate a backend presents to the gateway, captured from inside the gateway's "
+        "network, as Base-64 CER (PEM). The server must be a member of one of the gateway's "
+        "routed backend pools.",
+        (
+            _GATEWAY,
+            Prop(
+                "server",
+                "Backend pool member (FQDN or IP address, as in the pool)",
+                limit=MAX_SERVER_CHARS,
+            ),
+        ),
+    ),
+    Tool(
+        "preview_fix",
+        "What fixing the gateway would change, without changing it: the JSON Patch of the "
+        "gateway document, the equivalent az commands and their rollback, the warnings and what "
+        "policy would do (apply, propose or only report). Writes nothing, proposes nothing.",
+        (_GATEWAY,),
+    ),
+    Tool(
+        "propose_fix",
+        "Ask for the fix as a proposal for a human approver (never applied by this call, "
+        "whatever the bot's mode). Returns the proposal id and its review page URL.",
+        (
+            _GATEWAY,
+            Prop(
+                "reason",
+                "Why the agent asks for this fix (kept in the ledger with the request)",
+                limit=MAX_REASON_CHARS,
+            ),
+        ),
+    ),
+    Tool(
+        "get_proposal",
+        "A proposal by id: its status, the exact change, the evidence and who decided.",
+        (Prop("proposal_id", "Proposal id returned by propose_fix", limit=64),),
+    ),
+    Tool(
+        "list_changes",
+        "Changes the bot made (and their rollbacks), newest first, optionally of one gateway.",
+        (
+            Prop(
+                "gateway_id",
+                "Resource id of an Application Gateway (optional: every gateway in scope)",
+                required=False,
+            ),
+        ),
+    ),
+    Tool(
+        "preview_rollback",
+        "What rolling a change back would remove, on the gateway as it is now: JSON Patch and "
+        "az commands. Rolling back itself is for people (the CLI or the API, by an approver).",
+        (Prop("change_id", "Change id from list_changes", limit=64),),
+    ),
+)
+BY_NAME = {t.name: t for t in TOOLS}
+
+
+# ---- the invocation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call as the extension describes it (ToolInvocationContext)."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+    headers: Mapping[str, str]
+    session: str
+    caller: str
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    payload: dict[str, Any]
+    is_error: bool = False
+
+    def extension_result(self) -> str:
+        """The function's return value as the extension reads it with useResultSchema: an
+        McpToolResult of type call_tool_result, whose `content` is the CallToolResult JSON."""
+        text = json.dumps(self.payload, default=str)
+        result = {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": json.loads(text),
+            "isError": self.is_error,
+        }
+        return json.dumps(
+            {"type": "call_tool_result", "content": json.dumps(result), "structuredContent": text}
+        )
+
+
+def parse_context(raw: str | bytes | Mapping[str, Any], env: Mapping[str, str]) -> Call:
+    """The extension's invocation context: {name, arguments, sessionid, clientinfo,
+    transport: {name, sessionId, properties: {headers}}}."""
+    if isinstance(raw, Mapping):
+        data: Any = raw
+    else:
+        if len(raw) > MAX_CONTEXT_BYTES:
+            raise ToolError("BadArgument", f"arguments larger than {MAX_CONTEXT_BYTES} bytes")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ToolError("BadArgument", "the tool call is not JSON") from None
+    if not isinstance(data, Mapping):
+        raise ToolError("BadArgument", "the tool call is not a JSON object")
+    arguments = data.get("arguments") or {}
+    if not isinstance(arguments, Mapping):
+        raise ToolError("BadArgument", "arguments must be a JSON object")
+    transport = _mapping(data.get("transport"))
+    raw_headers = _mapping(_mapping(transport.get("properties")).get("headers"))
+    headers = {str(k): str(v) for k, v in raw_headers.items()}
+    session = str(data.get("sessionid") or transport.get("sessionId") or "")[:64]
+    try:
+        caller = api.caller_identity(headers, env) or "mcp-agent"
+    except api.Unauthenticated as exc:
+        raise ToolError("Unauthenticated", str(exc)) from None
+    return Call(str(data.get("name") or ""), arguments, headers, session, caller)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _arguments(tool: Tool, arguments: Mapping[str, Any]) -> dict[str, str]:
+    """Check names, types and sizes; the extension only checks that required ones are there."""
+    known = {p.name for p in tool.props}
+    unknown = sorted(str(k)[:40] for k in arguments if k not in known)
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise ToolError(
+            "BadArgument", f"unknown argument(s) {', '.join(unknown)}; {tool.name} takes {allowed}"
+        )
+    values: dict[str, str] = {}
+    for prop in tool.props:
+        value = arguments.get(prop.name)
+        if value is None or value == "":
+            if prop.required:
+                raise ToolError("BadArgument", f"{prop.name} is required")
+            continue
+        if not isinstance(value, str):
+            raise ToolError("BadArgument", f"{prop.name} must be a string")
+        if len(value) > prop.limit:
+            raise ToolError("BadArgument", f"{prop.name} is longer than {prop.limit} characters")
+        if any(ord(c) < 0x20 and c not in "\t\n" for c in value) or "\x7f" in value:
+            raise ToolError("BadArgument", f"{prop.name} holds control characters")
+        values[prop.name] = value.strip()
+    return values
+
+
+def run_tool(
+    ctx: AppContext,
+    raw: str | bytes | Mapping[str, Any],
+    *,
+    tool_name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    wait_seconds: float = WAIT_SECONDS,
+) -> ToolOutcome:
+    """Run one tool call end to end: parse, check, run, record in the ledger. Never raises."""
+    import os
+
+    env = os.environ if env is None else env
+    started = time.monotonic()
+    call: Call | None = None
+    record: dict[str, Any] = {}
+    try:
+        call = parse_context(raw, env)
+        name = tool_name or call.tool
+        tool = BY_NAME.get(name)
+        if tool is None:
+            raise ToolError("BadArgument", f"unknown tool {name[:60]!r}")
+        args = _arguments(tool, call.arguments)
+        record.update({k: v for k, v in args.items()})
+        payload = _HANDLERS[tool.name](ctx, args, call, record, wait_seconds)
+        outcome = ToolOutcome(payload)
+    except ToolError as exc:
+        outcome = _error(exc.code, exc.message)
+    except OutOfScopeError as exc:
+        outcome = _error("OutOfScope", str(exc))
+    except InputError as exc:
+        outcome = _error("BadArgument", str(exc))
+    except RecursionError:
+        outcome = _error("BadArgument", "input is nested too deeply")
+    except Exception as exc:  # noqa: BLE001 - an agent gets a tool error, the log the rest
+        outcome = _unexpected(exc)
+    name = (tool_name or (call.tool if call else "") or "?")[:64]
+    try:
+        _record(ctx, name, call, record, outcome, time.monotonic() - started)
+    except Exception:  # an unrecorded call must not look like a recorded one
+        log.exception("could not record MCP tool call %s", name)
+        return _error("Unavailable", "the bot's ledger is unavailable: nothing was done; retry")
+    return outcome
+
+
+def _error(code: str, message: str) -> ToolOutcome:
+    return ToolOutcome({"error": {"code": code, "message": message}}, is_error=True)
+
+
+def _unexpected(exc: Exception) -> ToolOutcome:
+    from shared.service.storage import StorageRejected, StorageUnavailable
+
+    if isinstance(exc, StorageUnavailable):
+        return _error("Unavailable", "state storage is unavailable; retry")
+    if isinstance(exc, BotError) and not isinstance(exc, StorageRejected):
+        return _error("Failed", str(exc)[:1000])
+    log.exception("unexpected failure in an MCP tool")
+    return _error("InternalError", "unexpected failure; see the function app's logs")
+
+
+def _record(
+    ctx: AppContext,
+    tool: str,
+    call: Call | None,
+    record: Mapping[str, Any],
+    outcome: ToolOutcome,
+    seconds: float,
+) -> None:
+    """One ledger row per call (partition "mcp"): who called which tool on what, and how it
+    ended. Header values are never kept (the extension passes the key header along)."""
+    from shared.service.storage import guard
+
+    now = datetime.now(UTC)
+    error = outcome.payload.get("error") if outcome.is_error else None
+    details = {k: str(v)[:MAX_REASON_CHARS] for k, v in record.items()}
+    entity = {
+        "PartitionKey": LEDGER_PARTITION,
+        "RowKey": f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}",
+        "tool": tool,
+        "by": call.caller if call else "unknown",
+        "session": call.session if call else "",
+        "gateway_id": str(record.get("gateway") or record.get("gateway_id") or "")[:MAX_ID_CHARS],
+        "at": now,
+        "ok": not outcome.is_error,
+        "error": json.dumps(error)[:4000] if error else "",
+        "details": json.dumps(details, default=str)[:30000],
+        "seconds": round(seconds, 3),
+    }
+    storage = ctx.storage
+    storage.ensure()
+    table = storage.table_service.get_table_client(storage.names.ledger_table)
+    with guard("recording an MCP tool call"):
+        table.create_entity(entity)
+
+
+def tool_calls(ctx: AppContext) -> list[dict[str, Any]]:
+    """The recorded tool calls, oldest first (for operators and tests)."""
+    from shared.service.storage import guard
+
+    storage = ctx.storage
+    storage.ensure()
+    table = storage.table_service.get_table_client(storage.names.ledger_table)
+    with guard("reading MCP tool calls"):
+        rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": LEDGER_PARTITION})
+        return [dict(r) for r in rows]
+
+
+# ---- the tools ------------------------------------------------------------------------------
+
+Handler = Callable[[AppContext, dict[str, str], Call, dict[str, Any], float], dict[str, Any]]
+
+
+def _api(response: api.ApiResponse) -> dict[str, Any]:
+    """An HTTP handler's answer as a tool's: its body, or its error as a ToolError."""
+    if response.status < 400:
+        return dict(response.body)
+    err = response.body.get("error") if isinstance(response.body, Mapping) else None
+    err = err if isinstance(err, Mapping) else {}
+    codes = {400: "BadArgument", 401: "Unauthenticated", 403: "OutOfScope", 404: "NotFound"}
+    code = codes.get(response.status, "Busy" if response.status == 409 else "Unavailable")
+    if response.status == 403 and err.get("code") != "OutOfScope":
+        code = "Forbidden"
+    raise ToolError(code, str(err.get("message") or f"HTTP {response.status}"))
+
+
+def _gateway(ctx: AppContext, raw: str) -> GatewayId:
+    try:
+        gid = parse_gateway_id(raw)
+    except InputError as exc:
+        raise ToolError("BadArgument", f"gateway_id: {exc}") from None
+    _scope(ctx, gid.id)
+    return gid
+
+
+def _scope(ctx: AppContext, gateway_id: str) -> None:
+    if not in_scope(gateway_id, ctx.settings.scopes):
+        name = gateway_id.rstrip("/").rsplit("/", 1)[-1][:80]
+        raise ToolError("OutOfScope", f"gateway {name} is outside the bot's ALLOWED_SCOPES")
+
+
+def _short_id(value: str, what: str) -> str:
+    if not _SHORT_ID.match(value):
+        raise ToolError("BadArgument", f"{what} is not an id this bot issues: {value[:80]!r}")
+    return value
+
+
+def _wait(ctx: AppContext, job_id: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        job = _api(api.handle_get_job(ctx, job_id))
+        if job.get("state") in _TERMINAL or time.monotonic() >= deadline:
+            return job
+        time.sleep(_POLL_SECONDS)
+
+
+def _queue_job(
+    ctx: AppContext, gid: GatewayId, action: str, body: dict[str, Any], call: Call
+) -> dict[str, Any]:
+    """POST /api/gateways/{sub}/{rg}/{name}/{action}, as the HTTP API does it."""
+    return _api(
+        api.handle_gateway_action(
+            ctx,
+            action,
+            gid.subscription,
+            gid.resource_group,
+            gid.name,
+            json.dumps(body).encode(),
+            call.caller,
+        )
+    )
+
+
+def _job_answer(queued: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    done = job.get("state") in _TERMINAL
+    answer = {"job": queued["job"], "joined": queued.get("joined", False), "done": done}
+    if not done:
+        answer["next"] = f"still {job.get('state')}: call get_job with job_id {queued['job']}"
+    return {**answer, "job_state": job}
+
+
+def _list_unhealthy(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    from shared.cloud.arm import ArmError
+    from shared.cloud.monitor import METRICS_BATCH_LIMIT
+    from shared.service.sweep import _arm_and_metrics, gateways_in_scope
+
+    arm, metrics = _arm_and_metrics(ctx)
+    errors: list[str] = []
+    targets = gateways_in_scope(ctx.settings.scopes, arm, errors)
+    truncated = len(targets) > MAX_GATEWAYS_LISTED
+    targets = targets[:MAX_GATEWAYS_LISTED]
+    groups: dict[tuple[str, str], list[str]] = {}
+    no_data: list[str] = []
+    for t in targets:
+        if t.location:
+            groups.setdefault(t.group, []).append(t.gid.id)
+        else:
+            no_data.append(t.gid.id)
+    unhealthy: list[dict[str, Any]] = []
+    healthy = 0
+    for (_, region), ids in sorted(groups.items()):
+        for start in range(0, len(ids), METRICS_BATCH_LIMIT):
+            chunk = ids[start : start + METRICS_BATCH_LIMIT]
+            try:
+                peaks = metrics.unhealthy_hosts(region, chunk)
+            except ArmError as exc:
+                errors.append(f"metrics in {region}: {str(exc)[:300]}")
+                peaks = {}
+            for gid in chunk:
+                peak = peaks.get(gid)
+                if peak is None:
+                    no_data.append(gid)
+                elif peak > 0:
+                    unhealthy.append({"gateway": gid, "unhealthy_hosts": peak})
+                else:
+                    healthy += 1
+    record["result"] = f"{len(unhealthy)} unhealthy of {len(targets)}"
+    return {
+        "unhealthy": unhealthy,
+        "no_data": sorted(no_data),
+        "healthy": healthy,
+        "gateways": len(targets),
+        "truncated": truncated,
+        "source": "metrics: UnhealthyHostCount (peak over the window)",
+        "errors": errors,
+    }
+
+
+def _diagnose(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    gid = _gateway(ctx, args["gateway_id"])
+    record["gateway"] = gid.id
+    queued = _queue_job(ctx, gid, "diagnose", {}, call)
+    record["job"] = queued["job"]
+    return _job_answer(queued, _wait(ctx, queued["job"], wait))
+
+
+def _get_job(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    job = _api(api.handle_get_job(ctx, _short_id(args["job_id"], "job_id")))
+    record["gateway"] = job.get("gateway_id", "")
+    _scope(ctx, str(job.get("gateway_id", "")))
+    return job
+
+
+def _export_certificate(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    from shared.cloud.arm import ArmClient, make_credential
+    from shared.core.certs import to_pem
+    from shared.core.diagnosis import probe_requests, route_hosts
+    from shared.core.gateway import parse_gateway
+    from shared.probe.tls import capture, detect_vantage
+
+    gid = _gateway(ctx, args["gateway_id"])
+    record["gateway"] = gid.id
+    server = args["server"]
+    settings = ctx.settings
+    doc = ArmClient(settings, credential=make_credential(settings)).get_gateway(gid).doc
+    requests = probe_requests(parse_gateway(doc), [], hosts=route_hosts(doc))
+    # Only an address from the gateway's own routed pools: never one the caller makes up.
+    matching = [r for r in requests if r[0].lower() == server.lower()]
+    if not matching:
+        members = sorted({r[0] for r in requests})
+        shown = ", ".join(members[:20]) + (" …" if len(members) > 20 else "")
+        raise ToolError(
+            "BadArgument",
+            f"{server[:80]!r} is not a member of a routed backend pool of {gid.name} "
+            f"(members: {shown or 'none'})",
+        )
+    address, port, sni = matching[0]
+    vantage = detect_vantage(settings["PROBE_VANTAGE"])
+    cap = capture(
+        address, port, sni, timeout=float(settings["PROBE_TIMEOUT_SECONDS"]), vantage=vantage
+    )
+    if cap.error is not None or not cap.chain:
+        raise ToolError(
+            "Failed",
+            f"no certificate from {address}:{port}: "
+            f"{cap.error.value if cap.error else 'empty chain'} ({cap.detail})",
+        )
+    leaf = cap.chain[0]
+    return {
+        "gateway": gid.id,
+        "server": address,
+        "port": port,
+        "sni": sni,
+        "vantage": vantage.describe(),
+        "subject": leaf.subject,
+        "issuer": leaf.issuer,
+        "sha1": leaf.sha1,
+        "not_after": leaf.not_after.isoformat(),
+        "cer": to_pem(leaf.der),
+        "chain": [{"subject": c.subject, "sha1": c.sha1} for c in cap.chain],
+    }
+
+
+def _preview_fix(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    gid = _gateway(ctx, args["gateway_id"])
+    record["gateway"] = gid.id
+    previews: list[Any] = []
+    # A dry run: the Remediator stops before any write or proposal (no lease needed).
+    outcome = ctx.remediator().fix(
+        gid.id, requester=call.caller, show=previews.append, dry_run=True
+    )
+    if outcome.action == "refused":
+        raise ToolError("OutOfScope" if "SCOPES" in outcome.reason else "Failed", outcome.reason)
+    return {
+        **outcome.to_json(),
+        "kill_switch": ctx.settings.kill_switch,
+        "previews": [p.to_dict() for p in previews],
+    }
+
+
+def _propose(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    from shared.service.notify import review_url
+
+    gid = _gateway(ctx, args["gateway_id"])
+    record["gateway"] = gid.id
+    # "propose" can only lower the configured mode: an agent's request never applies anything.
+    queued = _queue_job(ctx, gid, "fix", {"mode": "propose"}, call)
+    record["job"] = queued["job"]
+    if queued.get("mode") == "apply":  # joined an apply job someone else started
+        raise ToolError(
+            "Busy",
+            f"job {queued['job']} (apply) is running for this gateway; retry once it has "
+            "finished (get_job)",
+        )
+    job = _wait(ctx, queued["job"], wait)
+    answer = _job_answer(queued, job)
+    proposal = job.get("proposal_id") or (job.get("outcome") or {}).get("proposal")
+    answer["proposal"] = proposal
+    answer["review_url"] = review_url(proposal, ctx.env) if proposal else None
+    if proposal:
+        record["proposal"] = proposal
+        answer["status"] = _api(api.handle_get_proposal(ctx, proposal)).get("status")
+    elif answer["done"]:
+        outcome = job.get("outcome") or {}
+        answer["reason"] = outcome.get("reason") or job.get("error") or "nothing to propose"
+    return answer
+
+
+def _get_proposal(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    from shared.service.notify import review_url
+
+    proposal_id = _short_id(args["proposal_id"], "proposal_id")
+    proposal = _api(api.handle_get_proposal(ctx, proposal_id))
+    record["gateway"] = proposal.get("gateway_id", "")
+    _scope(ctx, str(proposal.get("gateway_id", "")))
+    return {**proposal, "review_url": review_url(proposal_id, ctx.env)}
+
+
+def _list_changes(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    raw = args.get("gateway_id")
+    if raw:
+        gid = _gateway(ctx, raw)
+        record["gateway"] = gid.id
+        return _api(api.handle_list_changes(ctx, gid.id))
+    listed = _api(api.handle_list_changes(ctx, None))
+    changes = [
+        c
+        for c in listed.get("changes", [])
+        if in_scope(str(c.get("gateway") or c.get("gateway_id") or ""), ctx.settings.scopes)
+    ]
+    return {**listed, "changes": changes}
+
+
+def _preview_rollback(
+    ctx: AppContext, args: dict[str, str], call: Call, record: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    from shared.remediation.remediate import Remediator
+
+    change_id = _short_id(args["change_id"], "change_id")
+    view = _api(api.handle_get_change(ctx, change_id))
+    gateway_id = str(view.get("gateway") or view.get("gateway_id") or "")
+    record["gateway"] = gateway_id
+    _scope(ctx, gateway_id)
+    change = api._changelog(ctx).get(change_id)
+    if change is None or change.kind != "apply":
+        raise ToolError("BadArgument", f"{change_id} is a rollback, not a change")
+    remediator = ctx.remediator()
+    doc = remediator.arm.get_gateway(parse_gateway_id(change.gateway_id)).doc
+    preview = Remediator.rollback_preview(change, doc)
+    return {**view, "preview": preview.to_dict()}
+
+
+_HANDLERS: dict[str, Handler] = {
+    "list_unhealthy_gateways": _list_unhealthy,
+    "diagnose_gateway": _diagnose,
+    "get_job": _get_job,
+    "export_backend_certificate": _export_certificate,
+    "preview_fix": _preview_fix,
+    "propose_fix": _propose,
+    "get_proposal": _get_proposal,
+    "list_changes": _list_changes,
+    "preview_rollback": _preview_rollback,
+}
