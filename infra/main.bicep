@@ -269,3 +269,6 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_APP_HOST string = functionApp.outputs.defaultHostName
 output AZURE_BOT_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output ALERT_GATEWAY_IDS string = join(gatewayIds, ',')
+// The MCP tools' endpoint (docs/agents.md); its key is the host's mcp_extension system key,
+// read with `az functionapp keys list` (never an output).
+output MCP_ENDPOINT string = 'https://${functionApp.outputs.defaultHostName}/runtime/webhooks/mcp'

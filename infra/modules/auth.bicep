@@ -42,6 +42,10 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
       unauthenticatedClientAction: 'Return401'
       excludedPaths: [
         '/api/alerts'
+        // The MCP tools (Functions MCP extension): the host's mcp_extension system key guards
+        // them, as the function key guards /api/alerts; agents hold no user session
+        // (docs/agents.md). No tool writes a gateway.
+        '/runtime/webhooks/mcp'
       ]
     }
     httpSettings: {

@@ -388,7 +388,7 @@ def test_approval_endpoints_need_entra_id_and_alerts_are_excluded(
     validation = auth.properties["globalValidation"]
     assert validation["requireAuthentication"] is True
     assert validation["unauthenticatedClientAction"] == "Return401"
-    assert validation["excludedPaths"] == ["/api/alerts"]
+    assert validation["excludedPaths"] == ["/api/alerts", "/runtime/webhooks/mcp"]
     assert auth.properties["identityProviders"]["azureActiveDirectory"]["enabled"] is True
 
 
