@@ -43,7 +43,7 @@ import re
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -589,10 +589,27 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         for key, value in self.headers.items():
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if self.runner.mcp.streams(self.command, self.path):  # the MCP extension's SSE stream
+            self._stream(*self.runner.mcp.open_stream(self.path, headers))
+            return
         status, out_headers, out_body = self.runner.handle_http(
             self.command, self.path, headers, body
         )
         self._reply(status, out_headers, out_body)
+
+    def _stream(self, status: int, headers: list[tuple[str, str]], chunks: Iterable[bytes]) -> None:
+        """A response written as it comes (no Content-Length), until the source ends or the
+        client goes away."""
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
 
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.send_response(status)

@@ -22,16 +22,22 @@ docs/sources.md#mcp-extension names the files each behaviour comes from), servin
   `useResultSchema`, else the text of one text block.
 * `resources/list`, `resources/templates/list` and `prompts/list` answer empty lists (the app
   declares none); other methods -32601.
-
-Not served: the legacy SSE transport (`/runtime/webhooks/mcp/sse` and `/message`): 404 here.
+* The legacy SSE transport: `GET /runtime/webhooks/mcp/sse` opens an event stream whose first
+  event, `endpoint`, names `message?azmcpcs=<client>|<instance>` (plus `&code=<key>` when the key
+  came with the request); `POST .../message?azmcpcs=…` answers 202 `Accepted` and the JSON-RPC
+  response comes on the stream. The session remembers the client's `clientInfo`, passed to tools
+  as `clientinfo`; the transport is `http-sse`.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import queue
 import secrets
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -53,6 +59,17 @@ _INVALID_MESSAGE = "Bad Request: The POST body did not contain a valid JSON-RPC 
 _NOT_ACCEPTABLE = "Not Acceptable: Client must accept both application/json and text/event-stream"
 
 Reply = tuple[int, list[tuple[str, str]], bytes]
+_CONNECT = "Please connect to the /sse endpoint to initiate your session."
+
+
+@dataclass
+class _Session:
+    """One client of the legacy SSE transport: its stream's outbox and what initialize said."""
+
+    client: str
+    headers: dict[str, str]
+    outbox: queue.Queue[bytes] = field(default_factory=queue.Queue)
+    client_info: Any = None
 
 
 class McpHost:
@@ -66,6 +83,8 @@ class McpHost:
         level = str(system.get("webhookAuthorizationLevel") or "System")
         self.anonymous = level.lower() == "anonymous"
         self.instance = secrets.token_hex(8)
+        self.sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
         self.tools = {
             str(fn.trigger["toolName"]).lower(): fn
             for fn in runner.functions.values()
@@ -77,12 +96,50 @@ class McpHost:
         path = path.rstrip("/").lower()
         return path == WEBHOOK or path.startswith(WEBHOOK + "/")
 
+    @staticmethod
+    def streams(method: str, raw_path: str) -> bool:
+        """The request opens the legacy SSE stream (the runner writes it as it comes)."""
+        return method == "GET" and urlsplit(raw_path).path.rstrip("/").lower() == WEBHOOK + "/sse"
+
+    def open_stream(
+        self, raw_path: str, headers: Mapping[str, str]
+    ) -> tuple[int, list[tuple[str, str]], Iterator[bytes]]:
+        query = dict(parse_qsl(urlsplit(raw_path).query))
+        if not self._authorized(query, headers):
+            return 401, [("Content-Length", "0")], iter(())
+        session = _Session(secrets.token_hex(8), self.runner._request_headers(headers))
+        endpoint = f"message?azmcpcs={session.client}|{self.instance}"
+        key = _header(headers, "x-functions-key") or query.get("code")
+        if key:
+            endpoint += f"&code={key}"
+        with self._lock:
+            self.sessions[session.client] = session
+        return 200, list(_SSE_HEADERS), self._events(session, endpoint)
+
+    def _events(self, session: _Session, endpoint: str) -> Iterator[bytes]:
+        try:
+            yield f"event: endpoint\ndata: {endpoint}\n\n".encode()
+            while not self.runner._stop.is_set():
+                try:
+                    yield session.outbox.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+        finally:
+            with self._lock:
+                self.sessions.pop(session.client, None)
+
     def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = urlsplit(raw_path)
-        if not self._authorized(dict(parse_qsl(parts.query)), headers):
+        query = dict(parse_qsl(parts.query))
+        if not self._authorized(query, headers):
             return 401, [], b""
-        if parts.path.rstrip("/").lower() != WEBHOOK:
-            return 404, [], b""  # the legacy SSE transport (sse, message) is not served here
+        path = parts.path.rstrip("/").lower()
+        if path == WEBHOOK + "/sse":
+            return 405, [], b""  # the stream is a GET (streams/open_stream)
+        if path == WEBHOOK + "/message":
+            return self._legacy_message(query, body)
+        if path != WEBHOOK:
+            return 404, [], b""
         if method != "POST":
             return 405, [], b""
         accept = (_header(headers, "accept") or "").lower()
@@ -100,17 +157,40 @@ class McpHost:
         if "method" not in message or "id" not in message:
             return 202, [], b""  # a notification or a response: accepted, nothing to say
         out_headers = list(_SSE_HEADERS)
-        reply = self._request(message, state, headers, out_headers)
-        data = json.dumps({"jsonrpc": "2.0", "id": message["id"], **reply})
-        return 200, out_headers, f"event: message\ndata: {data}\n\n".encode()
+        reply = self._request(message, _Call(state, headers, "http-streamable"), out_headers)
+        return 200, out_headers, _event(message["id"], reply)
+
+    def _legacy_message(self, query: Mapping[str, str], body: bytes) -> Reply:
+        """POST message?azmcpcs=…: the answer goes to the client's SSE stream."""
+        state = query.get("azmcpcs")
+        if not state:
+            return _bad_request(f"Missing service context. {_CONNECT}")
+        parts = [p for p in state.split("|") if p]
+        if len(parts) != 2:
+            return _bad_request(f"Invalid client state. {_CONNECT}")
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            message = None
+        if not isinstance(message, dict):
+            return _bad_request("No message in request body.")
+        with self._lock:
+            session = self.sessions.get(parts[0]) if parts[1] == self.instance else None
+        if session is None:
+            return _bad_request(
+                f"No active session for client '{parts[0]}' and instance '{parts[1]}'. {_CONNECT}"
+            )
+        if "method" in message and "id" in message:
+            call = _Call(session.client, session.headers, "http-sse", session)
+            session.outbox.put(_event(message["id"], self._request(message, call, [])))
+        return 202, [("Content-Type", "text/plain; charset=utf-8")], b"Accepted"
 
     # -- JSON-RPC -------------------------------------------------------------------------------
 
     def _request(
         self,
         message: Mapping[str, Any],
-        state: str | None,
-        headers: Mapping[str, str],
+        call: _Call,
         out_headers: list[tuple[str, str]],
     ) -> dict[str, Any]:
         method = message.get("method")
@@ -119,8 +199,10 @@ class McpHost:
         if method == "initialize":
             asked = params.get("protocolVersion")
             version = asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[-1]
-            session = f"{secrets.token_hex(8)}|{self.instance}"
-            out_headers.append(("Mcp-Session-Id", session))
+            if call.session is not None:
+                call.session.client_info = params.get("clientInfo")
+            else:
+                out_headers.append(("Mcp-Session-Id", f"{secrets.token_hex(8)}|{self.instance}"))
             capabilities: dict[str, Any] = {"tools": {}, "resources": {}, "prompts": {}}
             result = {
                 "protocolVersion": version,
@@ -133,7 +215,7 @@ class McpHost:
         if method == "tools/list":
             return {"result": {"tools": [self._describe(fn) for fn in self.tools.values()]}}
         if method == "tools/call":
-            return self._call(params, state, headers)
+            return self._call(params, call)
         empty = {"resources/list": "resources", "resources/templates/list": "resourceTemplates"}
         if method in empty:
             return {"result": {empty[str(method)]: []}}
@@ -150,9 +232,7 @@ class McpHost:
             tool["description"] = fn.trigger["description"]
         return tool
 
-    def _call(
-        self, params: Mapping[str, Any], state: str | None, headers: Mapping[str, str]
-    ) -> dict[str, Any]:
+    def _call(self, params: Mapping[str, Any], call: _Call) -> dict[str, Any]:
         from sandbox.funcrunner import Invocation
 
         name = params.get("name")
@@ -174,15 +254,18 @@ class McpHost:
                 + ", ".join(missing),
             )
         transport: dict[str, Any] = {
-            "name": "http-streamable",
-            "properties": {"headers": self.runner._request_headers(headers)},
+            "name": call.transport,
+            "properties": {"headers": self.runner._request_headers(call.headers)},
         }
         context: dict[str, Any] = {"name": fn.trigger["toolName"], "transport": transport}
         if arguments is not None:
             context["arguments"] = arguments
-        if state:
-            transport["sessionId"] = state
-            context["sessionid"] = state
+        if call.session_id:
+            if call.session is None:  # Streamable HTTP: the Mcp-Session-Id header
+                transport["sessionId"] = call.session_id
+            context["sessionid"] = call.session_id
+        if call.session is not None and isinstance(call.session.client_info, dict):
+            context["clientinfo"] = call.session.client_info
         try:
             value = self.runner._call(fn, json.dumps(context), self.runner._outputs(fn))
             result = tool_result(value, bool(fn.trigger.get("useResultSchema")))
@@ -198,6 +281,26 @@ class McpHost:
         given = _header(headers, "x-functions-key") or params.get("code") or ""
         valid = [self.runner.system_keys.get(SYSTEM_KEY), self.runner.keys.get("master")]
         return bool(given) and any(hmac.compare_digest(given, k) for k in valid if k)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Where a JSON-RPC request came from: its session id, the HTTP headers the tool sees, the
+    transport's name, and the SSE session (None for Streamable HTTP)."""
+
+    session_id: str | None
+    headers: Mapping[str, str]
+    transport: str
+    session: _Session | None = None
+
+
+def _event(request_id: Any, reply: Mapping[str, Any]) -> bytes:
+    data = json.dumps({"jsonrpc": "2.0", "id": request_id, **reply})
+    return f"event: message\ndata: {data}\n\n".encode()
+
+
+def _bad_request(message: str) -> Reply:
+    return 400, [("Content-Type", "application/json")], json.dumps(message).encode()
 
 
 def _properties(fn: Any) -> list[dict[str, Any]]:

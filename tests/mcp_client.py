@@ -27,6 +27,20 @@ async def mcp_session(functions_url: str, key: str | None) -> AsyncIterator[Clie
         yield session
 
 
+@asynccontextmanager
+async def mcp_sse_session(functions_url: str, key: str) -> AsyncIterator[ClientSession]:
+    """The same over the extension's legacy SSE transport (`/runtime/webhooks/mcp/sse`)."""
+    from mcp.client.sse import sse_client
+
+    headers = {"x-functions-key": key}
+    async with (
+        sse_client(functions_url + WEBHOOK + "/sse", headers=headers) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
 async def call(session: ClientSession, tool: str, **arguments: Any) -> tuple[bool, Any]:
     """(is_error, structured content) of one tool call; the text block must say the same."""
     result: Any = await session.call_tool(tool, arguments)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.mcp_client import WEBHOOK, call, mcp_session
+from tests.mcp_client import WEBHOOK, call, mcp_session, mcp_sse_session
 from tests.serve_process import Served, start_served
 
 pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.sandbox]
@@ -103,6 +103,10 @@ async def _agent(served: Served) -> dict[str, Any]:
         seen["bad_id"] = await call(session, "get_proposal", proposal_id="../../etc/passwd")
         seen["no_change"] = await call(session, "preview_rollback", change_id="nope")
         seen["malformed"] = await call(session, "list_changes", gateway_id="not-an-id")
+    # The legacy SSE transport serves the same tools.
+    async with mcp_sse_session(served.url, env["FUNCTIONS_MCP_KEY"]) as session:
+        seen["sse_tools"] = {t.name for t in (await session.list_tools()).tools}
+        seen["sse_proposal"] = await call(session, "get_proposal", proposal_id=proposal)
     return seen
 
 
@@ -160,6 +164,9 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
     assert proposal["id"] == proposed["proposal"] and proposal["requester"] == "mcp-agent"
     assert proposal["gateway_id"].lower() == finding_gateway(diagnosed).lower()
     assert not seen["job"][0] and seen["job"][1]["state"] == "proposed"
+
+    assert seen["sse_tools"] == TOOLS
+    assert seen["sse_proposal"] == (False, proposal)
 
     error, unhealthy = seen["unhealthy"]
     assert not error, unhealthy
