@@ -602,6 +602,7 @@ def _propose(
     proposal = job.get("proposal_id") or (job.get("outcome") or {}).get("proposal")
     answer["proposal"] = proposal
     answer["review_url"] = review_url(proposal, ctx.env) if proposal else None
+    answer["kill_switch"] = ctx.settings.kill_switch  # approvals are refused while it is on
     if proposal:
         record["proposal"] = proposal
         answer["status"] = _api(api.handle_get_proposal(ctx, proposal)).get("status")
