@@ -150,7 +150,8 @@ def _start_functions(
     runner.start()
     stops.append(runner.stop)
     return {
-        **overrides,
+        # The env file holds shell variable names; AzureWebJobs.<fn>.Disabled stays an app setting.
+        **{k: v for k, v in overrides.items() if k.isidentifier()},
         "FUNCTIONS_URL": url,
         "FUNCTIONS_KEY": key,
         "FUNCTIONS_MCP_KEY": mcp_key,
@@ -160,7 +161,8 @@ def _start_functions(
 
 def _setting(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    if not sep or not name.strip().isidentifier():
+    # Dots too: `AzureWebJobs.<function>.Disabled=true` turns one function off, as in Azure.
+    if not sep or not name.strip().replace(".", "_").isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name.strip(), value
 

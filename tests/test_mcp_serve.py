@@ -112,7 +112,15 @@ async def _agent(served: Served) -> dict[str, Any]:
 
 def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_path: Path) -> None:
     # ilb-ase-v1 runs in apply mode: an agent's propose_fix still only proposes.
-    served = start_served(tmp_path, "ilb-ase-v1", "--signed-in-as", "")
+    # The sweep timer is off: in apply mode its fix job could write the seed gateway meanwhile.
+    served = start_served(
+        tmp_path,
+        "ilb-ase-v1",
+        "--signed-in-as",
+        "",
+        "--setting",
+        "AzureWebJobs.sweep.Disabled=true",
+    )
     try:
         env = served.env
         assert env["FUNCTIONS_MCP_KEY"] and env["FUNCTIONS_MCP_KEY"] != env["FUNCTIONS_KEY"]
