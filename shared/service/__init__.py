@@ -1,4 +1,4 @@
-"""The function app's service layer: alerts, the HTTP API, the queue worker and sweep, Azure
+"""The function app's service layer: alerts, the HTTP API and its MCP tools, the queue worker and
 Storage state (ledger, jobs, evidence, proposals), leases, logs and notifications.
 
 Owns: everything function_app.py's triggers call; free of the Functions SDK itself.
