@@ -41,6 +41,7 @@ MAX_SERVER_CHARS = 253  # a DNS name
 WAIT_SECONDS = 25.0  # how long diagnose_gateway and propose_fix wait for their job
 _POLL_SECONDS = 0.25
 MAX_GATEWAYS_LISTED = 500  # list_unhealthy_gateways: metrics for at most this many
+MAX_HEALTH_READS = 5  # …and backend health (an ARM operation each) for this many without data
 LEDGER_PARTITION = "mcp"
 _SHORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _TERMINAL = {"succeeded", "failed", "proposed"}
@@ -476,19 +477,38 @@ def _list_unhealthy(
                 if peak is None:
                     no_data.append(gid)
                 elif peak > 0:
-                    unhealthy.append({"gateway": gid, "unhealthy_hosts": peak})
+                    unhealthy.append({"gateway": gid, "unhealthy_hosts": peak, "source": "metrics"})
                 else:
                     healthy += 1
+    # No metric data (a new gateway, metrics refused): backend health, for a few of them.
+    no_data.sort()
+    for gid in list(no_data[:MAX_HEALTH_READS]):
+        try:
+            bad = _unhealthy_servers(arm, gid)
+        except (ArmError, BotError) as exc:
+            errors.append(f"backend health of {gid.rsplit('/', 1)[-1]}: {str(exc)[:300]}")
+            continue
+        no_data.remove(gid)
+        if bad:
+            unhealthy.append({"gateway": gid, "unhealthy_hosts": bad, "source": "backend_health"})
+        else:
+            healthy += 1
     record["result"] = f"{len(unhealthy)} unhealthy of {len(targets)}"
     return {
         "unhealthy": unhealthy,
-        "no_data": sorted(no_data),
+        "no_data": no_data,
         "healthy": healthy,
         "gateways": len(targets),
         "truncated": truncated,
-        "source": "metrics: UnhealthyHostCount (peak over the window)",
         "errors": errors,
     }
+
+
+def _unhealthy_servers(arm: Any, gateway_id: str) -> int:
+    from shared.core.health import HealthState, parse_backend_health
+
+    health = parse_backend_health(arm.backend_health(parse_gateway_id(gateway_id)))
+    return sum(1 for h in health if h.health is not HealthState.HEALTHY)
 
 
 def _diagnose(
