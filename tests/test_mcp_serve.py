@@ -120,6 +120,8 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
         "",
         "--setting",
         "AzureWebJobs.sweep.Disabled=true",
+        "--setting",
+        "APPROVERS=approver@contoso.com",
     )
     try:
         env = served.env
@@ -134,6 +136,17 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
         seen = asyncio.run(_agent(served))
         puts = _arm_puts(env)
         calls = _ledger(env)
+        # A person approves the agent's proposal; the agent then sees the change and what
+        # rolling it back would remove.
+        status, approved = served.call(
+            "POST",
+            f"proposals/{seen['propose'][1]['proposal']}/approve",
+            {},
+            headers={"x-ms-client-principal-name": "approver@contoso.com"},
+        )
+        assert status == 202, approved
+        assert served.wait_job(approved["job"])["state"] == "succeeded"
+        after = asyncio.run(_after_approval(served, approved["change"]))
     finally:
         code = served.stop()
     assert code == 0, served.output()
@@ -208,6 +221,22 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
     assert not any(env["FUNCTIONS_MCP_KEY"] in json.dumps(c, default=str) for c in calls)
     reasons = [json.loads(c["details"]).get("reason") for c in calls if c["tool"] == "propose_fix"]
     assert "SRE Agent: 502s on /api" in reasons
+
+    changes = after["changes"][1]["changes"]
+    assert [c["id"] for c in changes] == [approved["change"]], changes
+    error, rollback = after["rollback"]
+    assert not error and rollback["id"] == approved["change"], rollback
+    assert rollback["preview"]["patch"] and rollback["preview"]["az"], rollback["preview"]
+    assert rollback["status"] == "applied"  # previewed, not rolled back
+
+
+async def _after_approval(served: Served, change: str) -> dict[str, Any]:
+    gateway = served.env["SANDBOX_GATEWAY_IDS"].split(",")[0]
+    async with mcp_session(served.url, served.env["FUNCTIONS_MCP_KEY"]) as session:
+        return {
+            "changes": await call(session, "list_changes", gateway_id=gateway),
+            "rollback": await call(session, "preview_rollback", change_id=change),
+        }
 
 
 def finding_gateway(diagnosed: dict[str, Any]) -> str:
