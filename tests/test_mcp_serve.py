@@ -173,6 +173,7 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
     error, preview = seen["preview"]
     assert not error and preview["action"] == "none" and preview["arm_writes"] == 0, preview
     assert preview["previews"] and preview["previews"][0]["patch"], preview
+    assert preview["previews"][0]["outcome"] == "apply" and preview["kill_switch"] is False
 
     error, proposed = seen["propose"]
     assert not error and proposed["done"], proposed
