@@ -5,8 +5,10 @@ Azurite, the local Functions runner with its MCP endpoint), as an operator start
 is the agent: one `mcp` SDK client session over Streamable HTTP with FUNCTIONS_MCP_KEY. One
 `propose_fix` makes the proposal, then `calls` sequential calls of each tool are timed by the
 client (tools/call request to its answer). `get_proposal` reads one blob; `preview_fix` reads the
-gateway and backend health through ARM, probes the backends and renders the change: the sandbox's
-timing profile decides ARM's pacing. ARM PUTs are counted: the tools must write nothing.
+gateway and backend health through ARM, probes the backends and renders the change. `python -m
+bench` runs it on the fast timing profile (ARM answers at once): the figures are the tool path's
+own cost, without the backend-health operation's pacing. ARM PUTs are counted: the tools must
+write nothing.
 """
 
 from __future__ import annotations
