@@ -258,3 +258,35 @@ def sweep(timer: func.TimerRequest) -> None:
 
     report = run_sweep(_context())
     logging.getLogger(__name__).info("sweep queued %s", json.dumps(report))
+
+
+# ---- MCP tools (Azure Functions MCP extension: /runtime/webhooks/mcp, the mcp_extension key) ----
+# One mcpToolTrigger per tool of shared/service/mcp_tools.py. The extension passes the call as
+# JSON (name, arguments, session, the request's headers) and reads back an McpToolResult
+# (useResultSchema): the tool's JSON as structured content, or isError with one clear message.
+
+
+def _mcp_tool(tool_name: str, description: str, properties: str) -> None:
+    def run(context: str) -> str:
+        from shared.service.mcp_tools import run_tool
+
+        return run_tool(_context(), context, tool_name=tool_name).extension_result()
+
+    run.__name__ = run.__qualname__ = f"mcp_{tool_name}"  # HTTP functions own the bare names
+    app.mcp_tool_trigger(
+        arg_name="context",
+        tool_name=tool_name,
+        description=description,
+        tool_properties=properties,
+        use_result_schema=True,
+    )(run)
+
+
+def _register_mcp_tools() -> None:
+    from shared.service.mcp_tools import TOOLS
+
+    for tool in TOOLS:
+        _mcp_tool(tool.name, tool.description, tool.properties_json())
+
+
+_register_mcp_tools()

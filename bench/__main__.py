@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import arm_writes, cold_start, diagnosis, storm, sweep
+from bench import arm_writes, cold_start, diagnosis, mcp_latency, storm, sweep
 from bench.common import REPO_ROOT, log, machine, table
 
-MEASUREMENTS = ("arm_writes", "diagnosis", "cold_start", "storm", "sweep")
+MEASUREMENTS = ("arm_writes", "diagnosis", "cold_start", "storm", "sweep", "mcp")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Config:
     sweep_subscriptions: int = 20
     sweep_unhealthy: float = 0.02
     sweep_memory_sizes: tuple[int, ...] = (500,)
+    # MCP tool calls (get_proposal, preview_fix) timed by an mcp SDK client.
+    mcp_calls: int = 200
     # The sandbox's timing profile (docs/sandbox.md, "Timing profiles"): the scenario's own
     # pacing for the figures; "fast" (no write or health delays) for the smoke test.
     timing: str = "scenario"
@@ -52,6 +54,7 @@ QUICK = Config(
     sweep_subscriptions=3,
     sweep_unhealthy=0.05,
     sweep_memory_sizes=(),
+    mcp_calls=5,
     timing="fast",
 )
 
@@ -68,6 +71,9 @@ def _runners(cfg: Config) -> dict[str, Callable[[], Any]]:
             cfg.sweep_unhealthy,
             memory_sizes=cfg.sweep_memory_sizes,
         ),
+        # Always the fast profile: the figure is the tool path's own cost; with the scenario's
+        # pacing every preview_fix waits ARM_POLLING_INTERVAL (10 s) for backend health.
+        "mcp": lambda: mcp_latency.run(cfg.mcp_calls, timing="fast"),
     }
 
 
@@ -78,6 +84,7 @@ def _tables(results: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
         "cold_start": ("Cold start (fresh interpreters)", cold_start.HEADERS, cold_start.rows),
         "storm": ("Alert storm on /api/alerts", storm.HEADERS, storm.rows),
         "sweep": ("Sweep over a fleet (fan-out)", sweep.HEADERS, sweep.rows),
+        "mcp": ("MCP tool calls", mcp_latency.HEADERS, mcp_latency.rows),
     }
     out = []
     for name, (title, headers, to_rows) in views.items():

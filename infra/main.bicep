@@ -287,3 +287,6 @@ output ALERT_GATEWAY_IDS string = join(gatewayIds, ',')
 // The postprovision hook sets the app registration's redirect URI (azure.yaml); azd keeps outputs
 // in the environment even when authClientId was answered at a prompt.
 output AUTH_CLIENT_ID string = authClientId
+// The MCP tools' endpoint (docs/agents.md); its key is the host's mcp_extension system key,
+// read with `az functionapp keys list` (never an output).
+output MCP_ENDPOINT string = 'https://${functionApp.outputs.defaultHostName}/runtime/webhooks/mcp'

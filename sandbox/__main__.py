@@ -130,7 +130,8 @@ def _start_functions(
 ) -> dict[str, str]:
     """Azurite and the local Functions runner serving function_app over the sandbox; the keys
     the env file gains: FUNCTIONS_URL, FUNCTIONS_KEY (a host key: every keyed route, /api/alerts
-    included), AzureWebJobsStorage (the app's state, for clients reading its ledger) and
+    included), FUNCTIONS_MCP_KEY (the mcp_extension system key: /runtime/webhooks/mcp),
+    AzureWebJobsStorage (the app's state, for clients reading its ledger) and
     REMEDIATION_MODE (the app's: `propose` like a deployment, whatever the scenario sets for
     the demo, unless --setting says otherwise)."""
     from sandbox.azurite import start_azurite
@@ -145,6 +146,7 @@ def _start_functions(
     port = options.port or _free_port()
     url = f"http://127.0.0.1:{port}"
     key = secrets.token_urlsafe(24)
+    mcp_key = secrets.token_urlsafe(24)  # the MCP extension's system key (mcp_extension)
     overrides = dict(options.settings)
     # The runner imitates App Service Authentication (sandbox/easyauth.py): /.auth/login/aad
     # signs in the --signed-in-as user, who is the default approver.
@@ -170,6 +172,7 @@ def _start_functions(
         connection=azurite.connection_string,
         keys={"default": key},
         auth=auth,
+        system_keys={"mcp_extension": mcp_key},
         schedule=options.sweep_every is None,
         port=port,
     )
@@ -179,17 +182,20 @@ def _start_functions(
         clock = SweepClock(runner, options.sweep_every).start()
         stops.append(clock.stop)
     return {
-        **overrides,
+        # The env file holds shell variable names; AzureWebJobs.<fn>.Disabled stays an app setting.
+        **{k: v for k, v in overrides.items() if k.isidentifier()},
         "REMEDIATION_MODE": settings["REMEDIATION_MODE"],
         "FUNCTIONS_URL": url,
         "FUNCTIONS_KEY": key,
+        "FUNCTIONS_MCP_KEY": mcp_key,
         "AzureWebJobsStorage": azurite.connection_string,
     }
 
 
 def _setting(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    if not sep or not name.strip().isidentifier():
+    # Dots too: `AzureWebJobs.<function>.Disabled=true` turns one function off, as in Azure.
+    if not sep or not name.strip().replace(".", "_").isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name.strip(), value
 
@@ -258,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run the function app (Azurite and the local Functions runner) in "
         "REMEDIATION_MODE=propose, as deployed (--setting to change), with its sweep (see "
-        "--sweep-every); the env file gains FUNCTIONS_URL, FUNCTIONS_KEY, AzureWebJobsStorage "
-        "and REMEDIATION_MODE",
+        "--sweep-every); the env file gains FUNCTIONS_URL, FUNCTIONS_KEY, FUNCTIONS_MCP_KEY, "
+        "AzureWebJobsStorage and REMEDIATION_MODE",
     )
     serve.add_argument(
         "--functions-port", type=int, default=0, help="with --functions: port (default: free)"

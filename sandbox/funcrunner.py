@@ -20,6 +20,8 @@ built from the bindings the app declares (`app.get_functions()`):
   headers and injects the signed-in session's, as the platform does. With `easy_auth=True` the
   caller's principal headers reach the function as if the platform had set them (tests that
   play the platform). Otherwise such headers are stripped.
+* MCP tool triggers are served at `/runtime/webhooks/mcp` behind the `mcp_extension` system key
+  (`system_keys`), as the Functions MCP extension does (sandbox/mcp_host.py).
 
 Differences from the host, among others: one process, no worker isolation or scale-out; no
 message lease renewal for functions running longer than the 10-minute initial lease; no retry
@@ -42,7 +44,7 @@ import re
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,6 +62,7 @@ from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 
 from sandbox.easyauth import EasyAuth
+from sandbox.mcp_host import McpHost
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,7 @@ class FunctionRunner:
         connection: str,
         keys: Mapping[str, str],
         function_keys: Mapping[str, Mapping[str, str]] | None = None,
+        system_keys: Mapping[str, str] | None = None,
         easy_auth: bool = False,
         auth: EasyAuth | None = None,
         host_json: Mapping[str, Any] | str | os.PathLike[str] | None = None,
@@ -202,9 +206,11 @@ class FunctionRunner:
         self.connection = connection
         self.keys = dict(keys)
         self.function_keys = {k: dict(v) for k, v in (function_keys or {}).items()}
+        self.system_keys = dict(system_keys or {})  # extension webhooks' keys (mcp_extension)
         self.easy_auth = easy_auth
         self.auth = auth
-        self.config = _queue_config(_load_host_json(host_json))
+        host = _load_host_json(host_json)
+        self.config = _queue_config(host)
         if visibility_timeout is not None:
             self.config.visibility_timeout = visibility_timeout
         self.poll_interval = poll_interval
@@ -221,6 +227,7 @@ class FunctionRunner:
             (self._route(f) for f in self.functions.values() if _kind(f) == "httpTrigger"),
             key=lambda r: r.precedence,
         )
+        self.mcp = McpHost(self, host_json=host)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -307,6 +314,8 @@ class FunctionRunner:
         if served is not None:
             return served
         parts = urlsplit(raw_path)
+        if McpHost.serves(parts.path):
+            return self.mcp.handle(method, raw_path, headers, body)
         prefix = "/" + self.config.route_prefix.strip("/") if self.config.route_prefix else ""
         path = parts.path.rstrip("/") or "/"
         if prefix and not (path == prefix or path.startswith(prefix + "/")):
@@ -584,10 +593,27 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         for key, value in self.headers.items():
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if self.runner.mcp.streams(self.command, self.path):  # the MCP extension's SSE stream
+            self._stream(*self.runner.mcp.open_stream(self.path, headers))
+            return
         status, out_headers, out_body = self.runner.handle_http(
             self.command, self.path, headers, body
         )
         self._reply(status, out_headers, out_body)
+
+    def _stream(self, status: int, headers: list[tuple[str, str]], chunks: Iterable[bytes]) -> None:
+        """A response written as it comes (no Content-Length), until the source ends or the
+        client goes away."""
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
 
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.send_response(status)
@@ -605,7 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-_TRIGGERS = {"httpTrigger", "queueTrigger", "timerTrigger"}
+_TRIGGERS = {"httpTrigger", "queueTrigger", "timerTrigger", "mcpToolTrigger"}
 
 
 def _kind(fn: _Function) -> str:

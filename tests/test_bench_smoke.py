@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.slow,  # one whole `python -m bench --quick` process
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(300),
     pytest.mark.skipif(not AZURITE_BIN.exists(), reason="Azurite not installed (make install)"),
 ]
 
@@ -35,7 +35,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=280,
         check=False,
     )
     assert run.returncode == 0, run.stderr[-4000:]
@@ -107,3 +107,12 @@ def test_sweep_checks_every_gateway_with_few_metrics_and_health_calls(
     assert sweep["metrics_requests"] == 6
     assert sweep["backend_health_calls"] == sweep["jobs"] == 3
     assert sweep["failed_requests"] == 0 and sweep["peak_rss_mib"] > 0
+
+
+def test_mcp_tool_calls_answer_and_write_nothing(report: dict[str, Any]) -> None:
+    mcp = report["mcp"]
+    assert set(mcp["tools"]) == {"get_proposal", "preview_fix"}
+    for figures in mcp["tools"].values():
+        assert figures["calls"] == 5 and figures["errors"] == 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert mcp["arm_puts"] == 0

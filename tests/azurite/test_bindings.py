@@ -86,7 +86,35 @@ def test_every_function_is_declared(bindings: dict[str, list[dict[str, Any]]]) -
         "checks",
         "checks_poison",
         "sweep",
+        *MCP_FUNCTIONS,
     }
+
+
+# The MCP tools (Functions MCP extension): one mcpToolTrigger each, named mcp_<tool>.
+MCP_FUNCTIONS = {
+    f"mcp_{tool}"
+    for tool in (
+        "list_unhealthy_gateways",
+        "diagnose_gateway",
+        "get_job",
+        "export_backend_certificate",
+        "preview_fix",
+        "propose_fix",
+        "get_proposal",
+        "list_changes",
+        "preview_rollback",
+    )
+}
+
+
+@pytest.mark.parametrize("name", sorted(MCP_FUNCTIONS))
+def test_mcp_tools_are_extension_triggers(
+    bindings: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    (trigger,) = bindings[name]
+    assert trigger["type"] == "mcpToolTrigger" and trigger["direction"] == "IN"
+    assert trigger["toolName"] == name.removeprefix("mcp_")
+    assert trigger["useResultSchema"] is True
 
 
 @pytest.mark.parametrize("name", sorted(HTTP_FUNCTIONS))
