@@ -13,6 +13,10 @@ authentication"; docs/sources.md#easy-auth), and what this emulates:
 - `/.auth/login/aad?post_login_redirect_uri=/path` signs in and redirects back to that path on the
   same site; the session is the `AppServiceAuthSession` cookie. `/.auth/logout` ends it and
   `/.auth/me` answers the session's claims.
+- A program (not a browser) presents its session token in the `X-ZUMO-AUTH` header instead of
+  the cookie (Learn, "Customize sign-ins and sign-outs in Azure App Service authentication",
+  client-directed sign-in: "validate the session token ... in the X-ZUMO-AUTH header"); here the
+  token is the session cookie's value.
 
 Not emulated: Entra's own sign-in page (a sandbox user is picked with `login_hint=<object id or
 name>`, or the runner's default user is signed in at once), tokens, the token store, refresh,
@@ -32,6 +36,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlsplit
 
 COOKIE = "AppServiceAuthSession"
+SESSION_HEADER = "x-zumo-auth"
 OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 NAME_CLAIM = "name"
 UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
@@ -101,7 +106,9 @@ class EasyAuth:
         return token
 
     def session_user(self, headers: Mapping[str, str]) -> User | None:
-        token = _cookie(headers, COOKIE)
+        token = _cookie(headers, COOKIE) or next(
+            (v.strip() for k, v in headers.items() if k.lower() == SESSION_HEADER), ""
+        )
         with self._lock:
             return self._sessions.get(token) if token else None
 

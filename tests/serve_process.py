@@ -3,6 +3,7 @@ way an operator does: through the env file, over HTTP, stopped with Ctrl-C (SIGI
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from sandbox.runtime import read_env_file
 
@@ -29,6 +31,21 @@ class Served:
     @property
     def url(self) -> str:
         return self.env["FUNCTIONS_URL"]
+
+    def sign_in(self, object_id: str) -> dict[str, str]:
+        """Sign a sandbox user in through the runner's `/.auth/login/aad`; returns the session
+        token as a program presents it (`X-ZUMO-AUTH`, not a browser's cookie) for `call`."""
+        parts = urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+        try:
+            conn.request("GET", f"/.auth/login/aad?login_hint={quote(object_id)}")
+            response = conn.getresponse()
+            response.read()
+            cookie = response.getheader("Set-Cookie") or ""
+        finally:
+            conn.close()
+        assert response.status == 302 and cookie, (response.status, cookie)
+        return {"X-ZUMO-AUTH": cookie.split(";", 1)[0].partition("=")[2]}
 
     def call(
         self,

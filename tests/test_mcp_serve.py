@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.easyauth import APPROVER
 from tests.mcp_client import WEBHOOK, call, mcp_session, mcp_sse_session
 from tests.serve_process import Served, start_served
 
@@ -121,7 +122,9 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
         "--setting",
         "AzureWebJobs.sweep.Disabled=true",
         "--setting",
-        "APPROVERS=approver@contoso.com",
+        f"APPROVERS={APPROVER.object_id}",
+        "--setting",
+        "REMEDIATION_MODE=apply",  # the scenario's; serve --functions defaults to propose
     )
     try:
         env = served.env
@@ -142,7 +145,7 @@ def test_an_agent_diagnoses_and_proposes_over_mcp_and_nothing_is_written(tmp_pat
             "POST",
             f"proposals/{seen['propose'][1]['proposal']}/approve",
             {},
-            headers={"x-ms-client-principal-name": "approver@contoso.com"},
+            headers=served.sign_in(APPROVER.object_id),
         )
         assert status == 202, approved
         assert served.wait_job(approved["job"])["state"] == "succeeded"

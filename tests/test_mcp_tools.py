@@ -76,12 +76,16 @@ def _context(arguments: Any, headers: dict[str, str] | None = None) -> str:
 
 
 def test_the_caller_is_the_signed_in_user_only_behind_app_service_authentication() -> None:
-    headers = {"X-MS-CLIENT-PRINCIPAL-NAME": "alice@contoso.com", "x-functions-key": "k"}
-    assert parse(_context({}, headers), {"WEBSITE_AUTH_ENABLED": "true"}).caller == (
-        "alice@contoso.com"
-    )
+    from sandbox.easyauth import User, principal_headers
+
+    oid = "6f1c2a9e-0b7d-4c39-9d0e-1a2b3c4d5e6f"
+    headers = {**principal_headers(User(oid, "Alice")), "x-functions-key": "k"}
+    assert parse(_context({}, headers), {"WEBSITE_AUTH_ENABLED": "true"}).caller == oid
     assert parse(_context({}, headers), {}).caller == "mcp-agent"
-    bad = {"x-ms-client-principal": "not base64!"}
+    # A name header alone names nobody: the call is the agent's, not Alice's.
+    named = {"X-MS-CLIENT-PRINCIPAL-NAME": "alice@contoso.com", "x-functions-key": "k"}
+    assert parse(_context({}, named), {"WEBSITE_AUTH_ENABLED": "true"}).caller == "mcp-agent"
+    bad = {"x-ms-client-principal": "not base64!", "x-ms-client-principal-idp": "aad"}
     with pytest.raises(ToolError, match="x-ms-client-principal"):
         parse(_context({}, bad), {"WEBSITE_AUTH_ENABLED": "true"})
 
