@@ -16,6 +16,7 @@ import json
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -464,7 +465,20 @@ def test_rollback_removes_exactly_what_was_added_and_cooldown_then_holds(
     before["tags"] = dict(before["tags"])
     assert comparable(after) == comparable(before)
 
-    # The same fix again within COOLDOWN_MINUTES becomes a proposal (guard), not a write.
+    # The rollback holds what it undid: the same fix again is held, neither written nor proposed.
+    assert rolled.hold is not None
+    held = bot.fix(v1.gateway_ids[0], requester=ALICE)
+    assert (held.action, held.arm_writes, held.proposal, held.hold) == (
+        "held",
+        0,
+        None,
+        rolled.hold,
+    )
+    assert bot.proposals.list() == []
+
+    # Released, the same fix within COOLDOWN_MINUTES becomes a proposal (guard), not a write.
+    assert bot.holds is not None
+    bot.holds.release(rolled.hold, "carol", datetime.now(UTC))
     again = bot.fix(v1.gateway_ids[0], requester=ALICE)
     assert (again.action, again.arm_writes) == ("proposed", 0)
     assert "cooldown" in again.reason
