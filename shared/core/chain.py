@@ -101,13 +101,13 @@ def validity(cert: CertInfo, now: datetime) -> Validity:
 class _Anchors:
     """Anchors by subject name: each lookup costs one dict access, not a scan of the store."""
 
-    def __init__(self, certs: Iterable[CertInfo]) -> None:
+    def __init__(self, certs: Iterable[CertInfo], *, roots_only: bool) -> None:
         self.by_subject: dict[str, list[CertInfo]] = {}
-        self.by_sha256: set[str] = set()
         for cert in certs:
-            if is_root(cert):  # only a self-signed CA anchors (docs/sources.md#backend-trust)
+            # A v2 trusted root anchors only when it is a self-signed CA
+            # (docs/sources.md#backend-trust); a CA store's entries are anchors as they stand.
+            if is_root(cert) if roots_only else cert.is_ca:
                 self.by_subject.setdefault(cert.subject, []).append(cert)
-                self.by_sha256.add(cert.sha256)
 
     def issuer(self, child: CertInfo) -> CertInfo | None:
         """The anchor that is `child` or that issued it (name, key identifier and signature)."""
@@ -135,8 +135,8 @@ def build_chain(
     if not presented:
         return GatewayChain((), ChainStatus.EMPTY)
     stores = [
-        (_Anchors(trusted_roots), AnchorSource.TRUSTED_ROOT),
-        (_Anchors(well_known or ()), AnchorSource.WELL_KNOWN),
+        (_Anchors(trusted_roots, roots_only=True), AnchorSource.TRUSTED_ROOT),
+        (_Anchors(well_known or (), roots_only=False), AnchorSource.WELL_KNOWN),
     ]
     sent = {c.sha256 for c in presented}
     pool = list(presented[1:])

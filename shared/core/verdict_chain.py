@@ -124,7 +124,7 @@ def dates_verdict(f: Facts) -> Verdict | None:
     if state is Validity.NOT_YET_VALID:
         return Verdict(
             Cause.CERTIFICATE_NOT_YET_VALID,
-            explanation=f"{describe(link).capitalize()} is not valid before "
+            explanation=f"{_upper_first(describe(link))} is not valid before "
             f"{iso_z(cert.not_before)}: the backend serves a certificate before its start date. "
             "Serve a certificate valid now (or wait for its start date, and check the issuing "
             "system's clock).",
@@ -146,7 +146,7 @@ def dates_verdict(f: Facts) -> Verdict | None:
         )
     else:
         what = (
-            f"{describe(link).capitalize()} presented by the backend expired on "
+            f"{_upper_first(describe(link))} presented by the backend expired on "
             f"{iso_z(cert.not_after)}, while the leaf is valid: install the issuing CA's current "
             f"{link.role.value} certificate on the backend (the leaf can stay)."
         )
@@ -364,3 +364,7 @@ __all__ = [
     "wrong_format_refs",
     "wrong_format_verdict",
 ]
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
