@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from shared.core.certs import CertInfo, is_root, iso_z, signed_by
@@ -117,7 +118,7 @@ class _Anchors:
             aki, ski = child.authority_key_identifier, cand.subject_key_identifier
             if aki and ski and aki != ski:
                 continue
-            if signed_by(child, cand):
+            if _issued(child, cand):
                 return cand
         return None
 
@@ -157,7 +158,7 @@ def build_chain(
             break
         on_path = {c.sha256 for c in path}
         nxt = next(
-            (c for c in pool if c.sha256 not in on_path and signed_by(cur, c)),
+            (c for c in pool if c.sha256 not in on_path and _issued(cur, c)),
             None,
         )
         if nxt is None:
@@ -170,6 +171,13 @@ def build_chain(
     )
     unused = tuple(c for c in presented if c.sha256 not in used)
     return GatewayChain(links, status, source, unused)
+
+
+@lru_cache(maxsize=8192)
+def _issued(child: CertInfo, issuer: CertInfo) -> bool:
+    """signed_by, remembered: a pool's members present the same chain, and each finding asks
+    several times (a pure function of two immutable values)."""
+    return signed_by(child, issuer)
 
 
 def _anchor(

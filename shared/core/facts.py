@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from shared.common.ids import last_segment
 from shared.core.backend_units import Unit
@@ -79,6 +80,13 @@ def refs(gw: Gateway, settings: HttpSettings, ids: tuple[str, ...]) -> list[Ref]
 def _decode(data: str | None) -> CertInfo | None:
     if not data:
         return None
+    return _decode_data(data)
+
+
+@lru_cache(maxsize=1024)
+def _decode_data(data: str) -> CertInfo | None:
+    """Remembered: every finding of a gateway reads the same referenced certificates, often
+    several times (a pure function of the string)."""
     try:
         return cert_info(der_from_arm_data(data))
     except Exception:  # noqa: BLE001 - unreadable stored data counts as absent data

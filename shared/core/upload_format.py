@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from enum import StrEnum
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -29,8 +30,10 @@ class UploadFormat(StrEnum):
     UNREADABLE = "unreadable"  # a PFX, or anything that is no certificate
 
 
+@lru_cache(maxsize=1024)
 def upload_format(data: str) -> UploadFormat:
-    """The format of ARM `data` (never raises; bounded work on hostile input)."""
+    """The format of ARM `data` (never raises; bounded work on hostile input). Remembered: every
+    finding of a gateway reads the same references."""
     if not isinstance(data, str) or not data.strip() or len(data) > _MAX:
         return UploadFormat.UNREADABLE
     text = data.strip()
