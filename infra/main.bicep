@@ -152,6 +152,8 @@ var botSettings = {
   ROLLBACK_BY_APPLIER: 'false'
   // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
   PROBE_VANTAGE: 'auto'
+  // Empty: the Mozilla roots that certifi ships stand in for the gateway's well-known CA store.
+  WELL_KNOWN_CA_BUNDLE: ''
   PROBE_TIMEOUT_SECONDS: '5'
   LRO_TIMEOUT_SECONDS: '1200'
   VERIFY_DEADLINE_SECONDS: '600'

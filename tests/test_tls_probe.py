@@ -144,6 +144,10 @@ class TlsServer:
     default_chain: list[Cert] = field(default_factory=list)
     sni_chains: dict[str, list[Cert]] = field(default_factory=dict)
     behaviour: str = "tls"
+    # Limits of the backend's TLS (None: the library default): the highest protocol it speaks and
+    # its OpenSSL cipher string (TLS 1.2 and below).
+    max_version: ssl.TLSVersion | None = None
+    ciphers: str | None = None
     address: str = "127.0.0.1"
     port: int = 0
     _sock: socket.socket | None = None
@@ -164,8 +168,17 @@ class TlsServer:
         self._default = _context(any_chain) if any_chain else None
         if self._default is not None:
             self._default.sni_callback = self._on_sni
+        for ctx in [*self._contexts.values(), *([self._default] if self._default else [])]:
+            self._limit(ctx)
         threading.Thread(target=self._accept, daemon=True).start()
         return self
+
+    def _limit(self, ctx: ssl.SSLContext) -> None:
+        if self.max_version is not None:
+            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            ctx.maximum_version = self.max_version
+        if self.ciphers is not None:
+            ctx.set_ciphers(self.ciphers)
 
     def _on_sni(self, sslobj: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
         ctx = self._contexts.get((name or "").lower())

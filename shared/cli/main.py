@@ -187,6 +187,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from shared.core.health import parse_backend_health
     from shared.core.report import to_json, to_text
     from shared.probe.tls import capture_all, detect_vantage
+    from shared.probe.well_known import load_well_known
 
     doc, health_doc = _load_from_arm(args) if args.gateway_id else _load_from_files(args)
     gw = parse_gateway(doc)
@@ -207,7 +208,11 @@ def _diagnose(args: argparse.Namespace) -> int:
         args.progress(f"probing {len(requests)} backend handshake(s) from {vantage.describe()}")
         captures = capture_all(requests, timeout=timeout, vantage=vantage)
     hint = (args.pool, args.settings) if args.pool and args.settings else None
-    result = diagnose(gw, health, captures, now=datetime.now(UTC), hint=hint, hosts=hosts)
+    # The well-known CA store judges v2 settings without trusted roots (WELL_KNOWN_CA_BUNDLE).
+    store = load_well_known(os.environ.get("WELL_KNOWN_CA_BUNDLE")) if captures else ()
+    result = diagnose(
+        gw, health, captures, now=datetime.now(UTC), hint=hint, hosts=hosts, well_known=store
+    )
     if args.format == "json":
         emit(to_json(result), indent=2)
     else:

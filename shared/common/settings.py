@@ -260,6 +260,12 @@ SETTINGS: tuple[Setting, ...] = (
         "auto",
         _choice("auto", "gateway_network", "operator_machine"),
     ),
+    Setting(
+        "WELL_KNOWN_CA_BUNDLE",
+        "PEM file of the roots that stand in for the gateway's well-known CA store (v2 settings "
+        "without trusted roots). Empty: the Mozilla roots that certifi ships.",
+        "",
+    ),
     # Timing.
     Setting(
         "PROBE_TIMEOUT_SECONDS", "Timeout of one TLS handshake to a backend.", "5", _float(0.1, 60)

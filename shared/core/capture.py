@@ -54,6 +54,12 @@ class ProbeErrorKind(StrEnum):
     NOT_TLS = "not_tls"
     TLS_ERROR = "tls_error"
     UNRESOLVED = "unresolved"
+    # The gateway's own handshake failed, a permissive one succeeded (shared.probe.tls): the
+    # backend speaks only protocols below TLS 1.2, or shares no cipher with what the gateway
+    # offers backends (docs/sources.md#backend-tls-policy). `chain`, `protocol` and `cipher` are
+    # then what the permissive handshake saw.
+    PROTOCOL_MISMATCH = "protocol_mismatch"
+    CIPHER_MISMATCH = "cipher_mismatch"
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class TlsCapture:
     error: ProbeErrorKind | None = None
     detail: str | None = None  # the error's text, or None
     vantage: Vantage | None = None  # where the handshake was made from; None when unknown
+    protocol: str | None = None  # negotiated protocol, e.g. "TLSv1.3"; None when none was
+    cipher: str | None = None  # negotiated cipher suite (OpenSSL name); None when none was
 
     @property
     def leaf(self) -> CertInfo | None:

@@ -163,6 +163,7 @@ def _facts(
     now: datetime,
     hosts: RouteHosts | None,
     sources: tuple[CertInfo, ...] = (),
+    well_known: tuple[CertInfo, ...] = (),
 ) -> Facts:
     found = targets(gw, unit, hosts)
     target, alt = found if found else (None, None)
@@ -172,7 +173,7 @@ def _facts(
         if alt != target.sni:
             alt_cap = captures.get((target.address, target.port, alt))
     kind = classify_probe_log(unit.probe_log)
-    return Facts(gw, unit, kind, target, alt, gw_cap, alt_cap, now, sources)
+    return Facts(gw, unit, kind, target, alt, gw_cap, alt_cap, now, sources, well_known)
 
 
 def _trusted_sources(ders: Sequence[bytes]) -> tuple[CertInfo, ...]:
@@ -243,16 +244,21 @@ def diagnose(
     hint: tuple[str, str] | None = None,
     hosts: RouteHosts | None = None,
     trusted_sources: Sequence[bytes] = (),
+    well_known: Sequence[CertInfo] = (),
 ) -> Diagnosis:
     """One finding per (pool, settings, server) of the whole gateway; `hint` only orders them.
 
     Pass the same `hosts` as to `probe_requests` so the alternative captures are found.
     `trusted_sources`: DER of the trusted-source certificates (Key Vault, TRUSTED_CERT_NAMES), read
     by the caller; where a v2 backend does not send its root, the root is looked up there.
+    `well_known`: the well-known CA store (`shared.probe.well_known.load_well_known`, read once by
+    the caller); v2 settings without trusted roots are judged against it. Empty: not judged.
     """
     sources = _trusted_sources(trusted_sources)
+    store = tuple(well_known)
     findings = [
-        _finding(_facts(gw, unit, captures, now, hosts, sources)) for unit in units(gw, health)
+        _finding(_facts(gw, unit, captures, now, hosts, sources, store))
+        for unit in units(gw, health)
     ]
     summary = GatewaySummary(gw.id, gw.name, gw.sku_tier, gw.generation.value)
     vantage = next((c.vantage for c in (captures or {}).values() if c.vantage), None)

@@ -9,8 +9,9 @@ from typing import Any
 
 from shared.core.capture import TlsCapture
 from shared.core.certs import evidence
+from shared.core.chain import chain_json
+from shared.core.facts import Facts, Ref, Verdict, refs
 from shared.core.findings import Cause
-from shared.core.verdict import Facts, Ref, Verdict, refs
 
 # docs/sources.md#sku-and-retirement
 V1_RETIREMENT_WARNING = (
@@ -53,6 +54,10 @@ def _capture_json(cap: TlsCapture | None) -> dict[str, Any] | None:
         "error": cap.error.value if cap.error else None,
         "detail": cap.detail,
         "chain": [evidence(c) for c in cap.chain],
+        # What the handshake negotiated; on protocol_mismatch / cipher_mismatch, what the backend
+        # accepted when the gateway's offer was refused.
+        "protocol": cap.protocol,
+        "cipher": cap.cipher,
         # Where the handshake was made from (docs/diagnosis.md#where-the-evidence-comes-from).
         "vantage": cap.vantage.kind.value if cap.vantage else None,
     }
@@ -133,6 +138,8 @@ def finding_evidence(f: Facts, verdict: Verdict) -> dict[str, Any]:
         "captures": {"gateway": _capture_json(f.gw_cap), "alternative": _capture_json(f.alt_cap)},
         "allow_listed": _allow_listed(f),
         "probe_log_kind": f.kind.value,
+        # v2: the path the gateway builds from the presented chain (shared.core.chain).
+        "gateway_chain": chain_json(f.gateway_chain(), f.now) if f.chain and not f.v1 else None,
         "trust": verdict.trust,
         "explanation": verdict.explanation,
     }

@@ -91,12 +91,21 @@ _RULES: tuple[tuple[ProbeLogKind, tuple[str, ...]], ...] = (
     (ProbeLogKind.PROXY_PROTOCOL, (r"proxy protocol",)),
     (
         ProbeLogKind.HEALTH_UNKNOWN,
-        (r"health status could not be retrieved", r"unknownbackendhealth"),
+        (
+            r"health status could not be retrieved",
+            r"unknownbackendhealth",
+            # Older wording, recorded on a v2 gateway (tests/data/probe_logs/SOURCES.md).
+            r"unable to retrieve health status",
+            r"blocking (?:access|traffic) (?:to|on) ports 65",
+        ),
     ),
     (ProbeLogKind.SUCCESS, (r"^success\b", r"^received \d{3} status code")),
     (ProbeLogKind.PROBE_NOT_CREATED, (r"could not create a probe",)),
     (ProbeLogKind.TIMEOUT, (r"more than the timeout threshold", r"\btimed out\b")),
-    (ProbeLogKind.CONNECTION_FAILED, (r"could not connect to the backend",)),
+    (
+        ProbeLogKind.CONNECTION_FAILED,
+        (r"could not connect to the backend", r"can not connect to (?:the )?backend"),
+    ),
     # v1: "marked invalid" (internal event BackendSecureConnectionError), "Invalid CA".
     (ProbeLogKind.INVALID_CERTIFICATE, (r"marked invalid", r"\binvalid ca\b")),
     (

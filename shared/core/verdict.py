@@ -7,92 +7,38 @@ docs/sources.md (e.g. docs/sources.md#backend-trust).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import pairwise
 
-from shared.common.ids import last_segment
-from shared.core.backend_units import Unit, is_https
-from shared.core.capture import ProbeErrorKind, TlsCapture
-from shared.core.certs import (
-    CertInfo,
-    cert_info,
-    der_from_arm_data,
-    is_root,
-    is_valid_at,
-    iso_z,
-    issuer_of,
-    matches_host,
-    signed_by,
-    to_arm_data,
-    to_pem,
-)
-from shared.core.findings import Cause, Fix, FixAction, FixCertificate, RequiredRoot
-from shared.core.gateway import CertificateRef, Gateway, Generation, HttpSettings
+from shared.core.backend_units import is_https
+from shared.core.certs import CertInfo, is_root, is_valid_at, matches_host, signed_by
+from shared.core.chain import ChainStatus, build_chain
+from shared.core.facts import CHAIN_LOGS as _CHAIN_LOGS
+from shared.core.facts import NOT_CERT_LOGS as _NOT_CERT_LOGS
+from shared.core.facts import ROOT_LOGS as _ROOT_LOGS
+from shared.core.facts import UNREACHABLE_ERRORS as _UNREACHABLE_ERRORS
+from shared.core.facts import UNREACHABLE_LOGS as _UNREACHABLE_LOGS
+from shared.core.facts import VAGUE_LOGS as _VAGUE_LOGS
+from shared.core.facts import Facts, Ref, Verdict, fix_certificate, refs
+from shared.core.findings import Cause, Fix, FixAction
+from shared.core.gateway import Gateway, Generation, HttpSettings
 from shared.core.health import HealthState, ProbeLogKind
-from shared.core.tls_target import TlsTarget
+from shared.core.verdict_chain import (
+    ROOT_ONLY,
+    auth_cert_is_ca_verdict,
+    dates_verdict,
+    lone_leaf_verdict,
+    not_root_verdict,
+    v2_root_fix,
+    well_known_sni_verdict,
+    wrong_format_verdict,
+)
+from shared.core.verdict_tls import tls_verdict
 
-_UNREACHABLE_ERRORS = {
-    ProbeErrorKind.REFUSED,
-    ProbeErrorKind.TIMEOUT,
-    ProbeErrorKind.NOT_TLS,
-    ProbeErrorKind.UNRESOLVED,
-}
-_UNREACHABLE_LOGS = {
-    ProbeLogKind.TIMEOUT,
-    ProbeLogKind.CONNECTION_FAILED,
-    ProbeLogKind.PROBE_NOT_CREATED,
-}
-_NOT_CERT_LOGS = {
-    ProbeLogKind.STATUS_MISMATCH,
-    ProbeLogKind.BODY_MISMATCH,
-    ProbeLogKind.PROXY_PROTOCOL,
-}
-_CHAIN_LOGS = {
-    ProbeLogKind.INTERMEDIATE_MISSING,
-    ProbeLogKind.LEAF_MISSING,
-    ProbeLogKind.LEAF_NOT_TOPMOST,
-}
-_ROOT_LOGS = {ProbeLogKind.ROOT_MISMATCH, ProbeLogKind.NOT_WELL_KNOWN_CA}
-# Texts that say nothing specific: evidence alone may decide.
-_VAGUE_LOGS = {
-    ProbeLogKind.EMPTY,
-    ProbeLogKind.OTHER,
-    ProbeLogKind.VERIFICATION_FAILED,
-    ProbeLogKind.INVALID_CERTIFICATE,
-}
+__all__ = ["Facts", "Ref", "Verdict", "decide", "refs"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Trust: what the settings reference, and whether a presented chain is trusted by it.
-
-
-@dataclass(frozen=True)
-class Ref:
-    ref: CertificateRef
-    # None when the document carries no readable `data`: a Key Vault reference, or an older API
-    # version. Real GETs return `data` as sent (tests/data/recorded/cli_ag_auth_cert_v1.json,
-    # cli_ag_root_cert_v2.json), so the comparison is the primary path.
-    info: CertInfo | None
-
-
-def refs(gw: Gateway, settings: HttpSettings, ids: tuple[str, ...]) -> list[Ref]:
-    refs: list[Ref] = []
-    for rid in ids:
-        ref = gw.certificate_by_id(rid)
-        if ref is None:
-            ref = CertificateRef(id=rid, name=last_segment(rid), data=None)
-        refs.append(Ref(ref, _decode(ref.data)))
-    return refs
-
-
-def _decode(data: str | None) -> CertInfo | None:
-    if not data:
-        return None
-    try:
-        return cert_info(der_from_arm_data(data))
-    except Exception:  # noqa: BLE001 - unreadable stored data counts as absent data
-        return None
 
 
 def _v1_trusted(leaf: CertInfo, refs: list[Ref]) -> bool | None:
@@ -108,11 +54,16 @@ def _v1_trusted(leaf: CertInfo, refs: list[Ref]) -> bool | None:
 _signed_by = signed_by
 
 
-def _v2_trusted(chain: tuple[CertInfo, ...], refs: list[Ref]) -> bool | None:
+def _v2_trusted(
+    chain: tuple[CertInfo, ...], refs: list[Ref], well_known: tuple[CertInfo, ...] = ()
+) -> bool | None:
     """The presented chain ends at a referenced root: the root's thumbprint is in the chain, or
-    the root signed the chain's top certificate. None: cannot tell."""
+    the root signed the chain's top certificate. Without trusted roots the well-known CA store
+    decides (WELL_KNOWN_CA_BUNDLE). None: cannot tell."""
     if not refs:
-        return None  # well-known CA store: the bot holds no copy of it
+        if not well_known:
+            return None  # the well-known CA store is not known here
+        return build_chain(chain, well_known=well_known).status is ChainStatus.TRUSTED
     known = [r.info for r in refs if r.info is not None]
     top = chain[-1]
     for root in known:
@@ -129,12 +80,18 @@ def _v2_trusted(chain: tuple[CertInfo, ...], refs: list[Ref]) -> bool | None:
     return False
 
 
-def _trusted(gw: Gateway, settings: HttpSettings, chain: tuple[CertInfo, ...]) -> bool | None:
+def _trusted(
+    gw: Gateway,
+    settings: HttpSettings,
+    chain: tuple[CertInfo, ...],
+    well_known: tuple[CertInfo, ...] = (),
+) -> bool | None:
     if not chain:
         return None
     if gw.generation is Generation.V1:
         return _v1_trusted(chain[0], refs(gw, settings, settings.authentication_certificate_ids))
-    return _v2_trusted(chain, refs(gw, settings, settings.trusted_root_certificate_ids))
+    roots = refs(gw, settings, settings.trusted_root_certificate_ids)
+    return _v2_trusted(chain, roots, well_known)
 
 
 def _leaf_not_topmost(chain: tuple[CertInfo, ...]) -> bool:
@@ -155,49 +112,6 @@ def _chain_incomplete(chain: tuple[CertInfo, ...], gw: Gateway, settings: HttpSe
 # One finding: its facts, the decision and the verdict.
 
 
-@dataclass
-class Verdict:
-    cause: Cause
-    fix: Fix = field(default_factory=lambda: Fix(FixAction.NONE))
-    explanation: str = ""
-    inferred: bool = False
-    trust: str = "not_evaluated"  # compared | inferred_from_probe_log | not_evaluated
-
-
-def _fix_certificate(cert: CertInfo) -> FixCertificate:
-    return FixCertificate(
-        sha1=cert.sha1,
-        sha256=cert.sha256,
-        cer=to_pem(cert.der),
-        der_b64=to_arm_data(cert.der),
-        subject=cert.subject,
-        not_after=iso_z(cert.not_after),
-    )
-
-
-@dataclass(frozen=True)
-class Facts:
-    gw: Gateway
-    unit: Unit
-    kind: ProbeLogKind
-    target: TlsTarget | None
-    alt_sni: str | None
-    gw_cap: TlsCapture | None
-    alt_cap: TlsCapture | None
-    now: datetime
-    # Certificates of the trusted source (Key Vault, TRUSTED_CERT_NAMES), read by the caller: where
-    # a v2 backend does not send its root, the root is looked up here.
-    trusted_sources: tuple[CertInfo, ...] = ()
-
-    @property
-    def v1(self) -> bool:
-        return self.gw.generation is Generation.V1
-
-    @property
-    def chain(self) -> tuple[CertInfo, ...]:
-        return self.gw_cap.chain if self.gw_cap else ()
-
-
 def decide(f: Facts) -> Verdict:
     unit = f.unit
     if unit.health is HealthState.HEALTHY:
@@ -216,6 +130,8 @@ def decide(f: Facts) -> Verdict:
         )
     if f.kind is ProbeLogKind.HEALTH_UNKNOWN:
         return Verdict(Cause.UNKNOWN, explanation="The probe log reports NSG/UDR/DNS/CRL trouble.")
+    if is_https(unit.settings) and (tls := tls_verdict(f)) is not None:
+        return tls
     if f.kind in _UNREACHABLE_LOGS:
         return Verdict(
             Cause.BACKEND_UNREACHABLE, explanation="The probe log says the gateway cannot connect."
@@ -274,26 +190,6 @@ def _without_evidence(f: Facts) -> Verdict:
     )
 
 
-def _expired(f: Facts) -> Verdict | None:
-    leaf = f.chain[0]
-    if is_valid_at(leaf, f.now):
-        if f.kind is ProbeLogKind.EXPIRED:
-            return Verdict(
-                Cause.UNKNOWN,
-                explanation="The probe log says expired, the presented "
-                "certificate is within its validity period: conflicting evidence.",
-            )
-        return None
-    if f.kind in {ProbeLogKind.EXPIRED} | _VAGUE_LOGS:
-        return Verdict(
-            Cause.CERTIFICATE_EXPIRED,
-            explanation=f"The presented certificate is outside its validity period "
-            f"(not after {iso_z(leaf.not_after)}): renew it on the backend"
-            + (", then allow-list the renewed leaf." if f.v1 else "."),
-        )
-    return None
-
-
 def _alt_leaf(f: Facts) -> CertInfo | None:
     if f.alt_cap is None or f.alt_cap.error is not None:
         return None
@@ -302,7 +198,7 @@ def _alt_leaf(f: Facts) -> CertInfo | None:
 
 def _v1_decide(f: Facts) -> Verdict:
     assert f.target is not None and f.unit.settings is not None
-    if (expired := _expired(f)) is not None:
+    if (expired := dates_verdict(f)) is not None:
         return expired
     leaf = f.chain[0]
     trusted = _trusted(f.gw, f.unit.settings, f.chain)
@@ -328,6 +224,8 @@ def _v1_decide(f: Facts) -> Verdict:
             explanation="The presented certificate's "
             "public key matches a referenced authentication certificate: conflicting.",
         )
+    if (wrong := wrong_format_verdict(f, trusted)) is not None:
+        return wrong
     if trusted is None and f.kind is not ProbeLogKind.NOT_ALLOWLISTED:
         return Verdict(
             Cause.UNKNOWN,
@@ -335,7 +233,7 @@ def _v1_decide(f: Facts) -> Verdict:
             "the probe log does not say the certificate is not allow-listed.",
         )
     inferred = trusted is None
-    fix = Fix(FixAction.ADD_AUTHENTICATION_CERTIFICATE, _fix_certificate(leaf))
+    fix = Fix(FixAction.ADD_AUTHENTICATION_CERTIFICATE, fix_certificate(leaf))
     trust = "inferred_from_probe_log" if inferred else "compared"
     alt = _alt_leaf(f)
     if f.target.sni is None and alt is not None and alt.sha256 != leaf.sha256:
@@ -351,6 +249,8 @@ def _v1_decide(f: Facts) -> Verdict:
             "the presented leaf's public key: upload the default certificate "
             "(docs/sources.md#backend-trust)." + _refs_note(f),
         )
+    if (ca := auth_cert_is_ca_verdict(f, trusted)) is not None:
+        return ca
     return Verdict(
         Cause.CERTIFICATE_NOT_ALLOWLISTED,
         fix,
@@ -359,64 +259,6 @@ def _v1_decide(f: Facts) -> Verdict:
         explanation=f"The presented certificate {leaf.sha1} ({leaf.subject}) is not allow-listed "
         "on these HTTP settings (e.g. the backend rotated it): upload it "
         "(docs/sources.md#backend-trust)." + _refs_note(f),
-    )
-
-
-_ROOT_ONLY = (
-    "only a self-signed root certificate is valid as a trusted root: intermediates belong on the "
-    "server (https://learn.microsoft.com/azure/application-gateway/"
-    "certificates-for-backend-authentication)"
-)
-
-
-def _root_name(top: CertInfo) -> str:
-    aki = top.authority_key_identifier
-    return f"the root {top.issuer!r}" + (f" (authority key identifier {aki})" if aki else "")
-
-
-def _v2_root_fix(f: Facts, chain: tuple[CertInfo, ...]) -> tuple[Fix, str]:
-    """The trusted root to add: only ever a self-signed CA root. A non-CA self-signed leaf is
-    never proposed (docs/sources.md#backend-trust), nor an intermediate (Learn, see _ROOT_ONLY).
-    When the backend does not send its root, the root is looked up in the trusted source by name,
-    key identifier and signature; if it is not there, the fix names the root and uploads nothing."""
-    top = chain[-1]
-    if is_root(top):
-        return (
-            Fix(FixAction.ADD_TRUSTED_ROOT_CERTIFICATE, _fix_certificate(top)),
-            f"The presented chain ends in the self-signed root {top.sha1} ({top.subject}), which "
-            "the HTTP settings do not reference: add it as a trusted root certificate.",
-        )
-    if top.self_signed:
-        return (
-            Fix(FixAction.NONE),
-            f"The presented chain ends in {top.sha1} ({top.subject}), which is not a CA "
-            "certificate; v2 cannot trust it as a root. Serve a certificate issued by a CA (with "
-            "its chain).",
-        )
-    stops = (
-        f"The backend does not send its root: the presented chain stops at {top.sha1} "
-        f"({top.subject}), issued by {_root_name(top)}."
-    )
-    found = issuer_of(top, f.trusted_sources)
-    if found is not None:
-        return (
-            Fix(FixAction.ADD_TRUSTED_ROOT_CERTIFICATE, _fix_certificate(found)),
-            f"{stops} The trusted source holds that root, {found.sha1} ({found.subject}): "
-            "self-signed, its subject key identifier matches and its signature on "
-            f"{top.sha1} verifies. Add it as a trusted root certificate; {_ROOT_ONLY}.",
-        )
-    where = (
-        "No certificate of the trusted source matches it"
-        if f.trusted_sources
-        else "No trusted source (Key Vault, TRUSTED_CERT_NAMES) holds it"
-    )
-    return (
-        Fix(
-            FixAction.NONE,
-            required_root=RequiredRoot(top.issuer, top.authority_key_identifier, top.sha1),
-        ),
-        f"{stops} {where}: obtain that root and upload it as a trusted root certificate "
-        f"(or put it in the trusted source). The bot uploads nothing, because {_ROOT_ONLY}.",
     )
 
 
@@ -433,7 +275,7 @@ def _not_root_refs(f: Facts) -> str:
     if not bad:
         return ""
     names = ", ".join(f"{r.ref.name} ({r.info.sha1}, {r.info.subject})" for r in bad if r.info)
-    return f" The settings reference {names}, which is not a self-signed root: {_ROOT_ONLY}."
+    return f" The settings reference {names}, which is not a self-signed root: {ROOT_ONLY}."
 
 
 def _refs_note(f: Facts) -> str:
@@ -470,11 +312,11 @@ def _v2_sni_fix(f: Facts) -> Verdict | None:
     leaf = f.chain[0]
     if alt.sha256 == leaf.sha256:
         return None
-    gw_trusted = _trusted(f.gw, f.unit.settings, f.chain)
+    gw_trusted = _trusted(f.gw, f.unit.settings, f.chain, f.well_known)
     inferred = gw_trusted is None
     if gw_trusted is True or (inferred and f.kind not in _ROOT_LOGS | _CHAIN_LOGS):
         return None
-    alt_trusted = _trusted(f.gw, f.unit.settings, f.alt_cap.chain)
+    alt_trusted = _trusted(f.gw, f.unit.settings, f.alt_cap.chain, f.well_known)
     if alt_trusted is None and _complete_private_chain(f.alt_cap.chain, f.unit.settings):
         # The trusted-root data is absent (a Key Vault reference, an older API version), so the
         # roots cannot be compared; a complete, self-consistent chain to a self-signed CA root is
@@ -510,6 +352,8 @@ def _v2_decide(f: Facts) -> Verdict:
     settings, chain = f.unit.settings, f.chain
     if f.kind is ProbeLogKind.NOT_ALLOWLISTED:
         return Verdict(Cause.UNKNOWN, explanation="A v1 probe text on a v2 gateway: conflicting.")
+    if (well_known := well_known_sni_verdict(f)) is not None:
+        return well_known
     if (seed := _v2_sni_fix(f)) is not None:
         return seed
     if f.kind is ProbeLogKind.LEAF_NOT_TOPMOST or _leaf_not_topmost(chain):
@@ -518,6 +362,14 @@ def _v2_decide(f: Facts) -> Verdict:
             explanation="The leaf is not the first certificate "
             "presented: fix the chain order on the backend (docs/sources.md#backend-trust).",
         )
+    trusted = _trusted(f.gw, settings, chain, f.well_known)
+    for rule in (
+        lambda: wrong_format_verdict(f, trusted),
+        lambda: not_root_verdict(f),
+        lambda: lone_leaf_verdict(f),
+    ):
+        if (verdict := rule()) is not None:
+            return verdict
     leaf_self_signed_non_ca = chain[0].self_signed and not chain[0].is_ca
     if f.kind in {ProbeLogKind.INTERMEDIATE_MISSING, ProbeLogKind.LEAF_MISSING} and not (
         leaf_self_signed_non_ca
@@ -539,9 +391,8 @@ def _v2_decide(f: Facts) -> Verdict:
                 f"not cover the SNI {sni!r} (docs/sources.md#sni-rules, RFC 6125).",
             )
         return Verdict(Cause.UNKNOWN, explanation="CN mismatch reported but not reproduced.")
-    if (expired := _expired(f)) is not None:
+    if (expired := dates_verdict(f)) is not None:
         return expired
-    trusted = _trusted(f.gw, settings, chain)
     if trusted is True:
         return Verdict(
             Cause.UNKNOWN,
@@ -560,11 +411,11 @@ def _v2_decide(f: Facts) -> Verdict:
                 explanation="Only the leaf "
                 "is presented and no referenced root issued it: send the full chain.",
             )
-        fix, why = _v2_root_fix(f, chain)
+        fix, why = v2_root_fix(f, chain)
         why += _not_root_refs(f) + _refs_note(f)
         return Verdict(Cause.TRUSTED_ROOT_MISMATCH, fix, why, trust="compared")
     if trusted is None and root_log:
-        fix, why = _v2_root_fix(f, chain)
+        fix, why = v2_root_fix(f, chain)
         return Verdict(
             Cause.TRUSTED_ROOT_MISMATCH, fix, why, inferred=True, trust="inferred_from_probe_log"
         )

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
@@ -35,10 +36,11 @@ _CHUNK = 65536
 
 
 class _ProbeFailure(Exception):
-    def __init__(self, kind: ProbeErrorKind, detail: str) -> None:
+    def __init__(self, kind: ProbeErrorKind, detail: str, *, refused: bool = False) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.refused = refused  # the peer spoke TLS and refused the handshake
 
 
 def detect_vantage(
@@ -70,25 +72,40 @@ def capture(
     timeout: float,
     vantage: Vantage | None = None,
 ) -> TlsCapture:
-    """Connect once, handshake without verification, return the presented chain or the error.
+    """Connect once the way the gateway does, handshake without verification, return the presented
+    chain, the negotiated protocol and cipher, or the error.
 
-    Never raises for network errors; `timeout` bounds connect + handshake together. The capture
-    records `vantage` (default: detect_vantage()), where it was made from.
+    When the backend refuses the gateway's offer (TLS 1.2 and later, the gateway's suites), one
+    more permissive handshake learns why: an older protocol (`protocol_mismatch`) or a cipher the
+    gateway does not offer (`cipher_mismatch`). Never raises for network errors; `timeout` bounds
+    everything together. The capture records `vantage` (default: detect_vantage()).
     """
     where = vantage or detect_vantage()
     sent_sni = effective_sni(address, sni)
     deadline = time.monotonic() + max(timeout, 0.0)
     try:
-        sock = _connect(address, port, deadline)
+        shake = _attempt(address, port, sent_sni, deadline, gateway_context())
     except _ProbeFailure as failure:
-        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail, where)
-    try:
-        chain = _handshake(sock, sent_sni, deadline)
-    except _ProbeFailure as failure:
-        return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail, where)
-    finally:
-        sock.close()
-    return TlsCapture(address, port, sent_sni, chain, vantage=where)
+        learned = _why_refused(address, port, sent_sni, deadline) if failure.refused else None
+        if learned is None:
+            return TlsCapture(address, port, sent_sni, (), failure.kind, failure.detail, where)
+        kind, other = learned
+        detail = (
+            f"{failure.detail}; the backend accepts {other.protocol} with {other.cipher}, which "
+            "the gateway does not offer backends"
+        )
+        return TlsCapture(
+            address, port, sent_sni, other.chain, kind, detail, where, other.protocol, other.cipher
+        )
+    return TlsCapture(
+        address,
+        port,
+        sent_sni,
+        shake.chain,
+        vantage=where,
+        protocol=shake.protocol,
+        cipher=shake.cipher,
+    )
 
 
 def capture_all(
@@ -154,17 +171,92 @@ def _connect(address: str, port: int, deadline: float) -> socket.socket:
     raise last or _ProbeFailure(ProbeErrorKind.UNRESOLVED, f"no address for {address!r}")
 
 
-def _context() -> SSL.Context:
+@dataclass(frozen=True)
+class _Shake:
+    chain: tuple[CertInfo, ...]
+    protocol: str | None
+    cipher: str | None
+
+
+def _attempt(address: str, port: int, sni: str | None, deadline: float, ctx: SSL.Context) -> _Shake:
+    sock = _connect(address, port, deadline)
+    try:
+        return _handshake(sock, sni, deadline, ctx)
+    finally:
+        sock.close()
+
+
+def _why_refused(
+    address: str, port: int, sni: str | None, deadline: float
+) -> tuple[ProbeErrorKind, _Shake] | None:
+    """After the gateway's offer was refused: does the backend accept an older protocol or
+    another cipher? None when it refuses that too (then the first error stands)."""
+    try:
+        other = _attempt(address, port, sni, deadline, permissive_context())
+    except _ProbeFailure:
+        return None
+    if other.protocol in GATEWAY_PROTOCOLS:
+        return ProbeErrorKind.CIPHER_MISMATCH, other
+    return ProbeErrorKind.PROTOCOL_MISMATCH, other
+
+
+# What the gateway offers backends (docs/sources.md#backend-tls-policy). Learn: backend
+# connections use "preferred TLS v1.3 and minimum up to TLS v1.2" on v2 since 2025-08-31, the
+# listener's TLS policy does not govern them, and their cipher suites "are based on the type of
+# server certificates presented by the backend servers". No page lists the backend suites, so the
+# bot offers every suite of the gateway's documented catalogue (the TLS policy overview) that v2
+# supports at TLS 1.2 and later, for RSA and ECDSA certificates alike: a mismatch is named only
+# when the backend shares none of them. [INFERENCE: the exact backend list is not published.]
+GATEWAY_PROTOCOLS = frozenset({"TLSv1.2", "TLSv1.3"})
+GATEWAY_TLS13_SUITES = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
+GATEWAY_TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",  # TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        "ECDHE-ECDSA-AES128-GCM-SHA256",  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        "ECDHE-RSA-AES256-GCM-SHA384",  # TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+        "ECDHE-RSA-AES128-GCM-SHA256",  # TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        "ECDHE-ECDSA-AES256-SHA384",  # TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384
+        "ECDHE-ECDSA-AES128-SHA256",  # TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+        "ECDHE-RSA-AES256-SHA384",  # TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384
+        "ECDHE-RSA-AES128-SHA256",  # TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
+        "ECDHE-ECDSA-AES256-SHA",  # TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA
+        "ECDHE-ECDSA-AES128-SHA",  # TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+        "ECDHE-RSA-AES256-SHA",  # TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA
+        "ECDHE-RSA-AES128-SHA",  # TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
+        "AES256-GCM-SHA384",  # TLS_RSA_WITH_AES_256_GCM_SHA384
+        "AES128-GCM-SHA256",  # TLS_RSA_WITH_AES_128_GCM_SHA256
+        "AES256-SHA256",  # TLS_RSA_WITH_AES_256_CBC_SHA256
+        "AES128-SHA256",  # TLS_RSA_WITH_AES_128_CBC_SHA256
+        "AES256-SHA",  # TLS_RSA_WITH_AES_256_CBC_SHA
+        "AES128-SHA",  # TLS_RSA_WITH_AES_128_CBC_SHA
+    )
+)
+
+
+def gateway_context() -> SSL.Context:
+    """The handshake the gateway makes to a backend: TLS 1.2-1.3 and the gateway's suites.
+    Verification stays off: the chain is recorded, not trusted, and judged by shared.core.chain."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
-    # Accept whatever the backend offers (old protocols, weak keys): we record, we do not trust.
-    ctx.set_min_proto_version(SSL.TLS1_VERSION)
-    ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    # SECLEVEL=0: weak keys are a certificate question, not a reason to refuse the handshake here.
+    ctx.set_cipher_list(f"{GATEWAY_TLS12_CIPHERS}:@SECLEVEL=0".encode("ascii"))
+    ctx.set_tls13_ciphersuites(GATEWAY_TLS13_SUITES.encode("ascii"))
     return ctx
 
 
-def _handshake(sock: socket.socket, sni: str | None, deadline: float) -> tuple[CertInfo, ...]:
-    conn = SSL.Connection(_context(), None)
+def permissive_context() -> SSL.Context:
+    """Whatever the backend offers (old protocols, any cipher): to learn why the gateway's
+    offer was refused."""
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
+    ctx.set_min_proto_version(SSL.TLS1_VERSION)
+    ctx.set_cipher_list(b"ALL:@SECLEVEL=0")
+    return ctx
+
+
+def _handshake(sock: socket.socket, sni: str | None, deadline: float, ctx: SSL.Context) -> _Shake:
+    conn = SSL.Connection(ctx, None)
     conn.set_connect_state()
     if sni:
         try:
@@ -181,13 +273,14 @@ def _handshake(sock: socket.socket, sni: str | None, deadline: float) -> tuple[C
         except SSL.WantReadError:
             pass
         except SSL.Error as exc:
-            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, f"handshake failed: {exc}") from None
+            detail = f"handshake failed: {exc}"
+            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, detail, refused=True) from None
         _flush(conn, sock, deadline)
         data = _receive(sock, deadline)
         if not data:
             conn.bio_shutdown()
             detail = "peer closed the connection during the handshake"
-            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, detail)
+            raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, detail, refused=True)
         if not seen_bytes and data[0] not in _TLS_RECORD_TYPES:
             preview = data[:40].decode("ascii", "replace").splitlines()[0:1]
             raise _ProbeFailure(
@@ -198,9 +291,10 @@ def _handshake(sock: socket.socket, sni: str | None, deadline: float) -> tuple[C
     _flush(conn, sock, deadline)
     chain = conn.get_peer_cert_chain() or []
     try:
-        return tuple(cert_info(_der(cert)) for cert in chain)
+        certs = tuple(cert_info(_der(cert)) for cert in chain)
     except InputError as exc:
         raise _ProbeFailure(ProbeErrorKind.TLS_ERROR, f"unreadable certificate: {exc}") from None
+    return _Shake(certs, conn.get_protocol_version_name() or None, conn.get_cipher_name())
 
 
 def _der(cert: X509) -> bytes:

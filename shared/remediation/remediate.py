@@ -42,6 +42,7 @@ from shared.core.gateway import Gateway, parse_gateway
 from shared.core.health import HealthState, ServerHealth, parse_backend_health
 from shared.core.report import to_json
 from shared.probe.tls import capture_all, detect_vantage
+from shared.probe.well_known import load_well_known
 from shared.remediation.changelog import (
     ChangeLog,
     ChangeRecord,
@@ -222,8 +223,13 @@ class Remediator:
             hint=hint,
             hosts=hosts,
             trusted_sources=trusted,
+            well_known=self._well_known() if captures else (),
         )
         return Assessment(current, gateway, health, captures, diagnosis, trusted, trusted_error)
+
+    def _well_known(self) -> tuple[CertInfo, ...]:
+        """The well-known CA store (WELL_KNOWN_CA_BUNDLE; default: certifi's Mozilla roots)."""
+        return load_well_known(self.settings.values.get("WELL_KNOWN_CA_BUNDLE") or None)
 
     def _read_trusted(self) -> tuple[tuple[bytes, ...], str | None]:
         try:
