@@ -15,9 +15,9 @@ Which lists, and their shape, come from recordings whose recorders keep bodies w
   ps_ag_crud_v1_backrefs.json)
 - probes: `backendHttpSettings` (ps_ag_crud_v1_backrefs.json)
 A list appears only when something uses the child (net_ag_backend_health_v2.json: the unused
-pool `azsmnet8388` has no `requestRoutingRules` key). Lists no recording shows
-(trustedRootCertificates, URL path maps, rewrite rule sets) are not produced (docs/sandbox.md,
-"Fidelity").
+pool `azsmnet8388` has no `requestRoutingRules` key). Not produced: lists no recording here
+shows (trustedRootCertificates, rewrite rule sets) and the `urlPathMaps` / `pathRules` lists a
+URL path map puts on pools and settings (docs/sandbox.md, "Fidelity").
 """
 
 from __future__ import annotations
