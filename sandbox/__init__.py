@@ -8,8 +8,12 @@ Where things are (each module's docstring cites the Azure behaviour it imitates)
 - Lifecycle and scenarios: `runtime` (start and stop a world, the env file), `scenario` (the
   JSON format), `scenarios/` (built-in cases), `fleet` (thousands of generated gateways across
   subscriptions), `pki` (certificates made at start-up).
-- Azure control plane: `arm` (Resource Manager over HTTPS: gateways, long-running operations,
-  backend health), `arm_validation` (PUT validation, ARM-shaped errors), `faults` (failures on
+- Azure control plane: `arm` (Resource Manager over HTTPS: routing, authentication, GET and
+  list), split by concern into `arm_core` (state, lookups, read-only output), `arm_writes` (the
+  PUT and its operation), `arm_health` (backend health), `arm_ops` (recorded durations and
+  Retry-After), `arm_backrefs` (computed back-references), `arm_versions` (registered
+  api-versions), `arm_http` (the HTTPS server); `arm_validation` (PUT validation, ARM-shaped
+  errors), `faults` (failures on
   request), `health_rules` (how the emulated gateway judges a backend), `rbac` (role assignments
   read from infra/, enforced as ARM does), `permissions` (the caller's own permissions, from
   the same roles), `identity` (the managed-identity endpoint),

@@ -61,12 +61,7 @@ from sandbox.arm_health import BackendHealth
 from sandbox.arm_http import HttpsEndpoint, Request, Response
 from sandbox.arm_validation import ArmError
 from sandbox.arm_writes import WriteOps
-from sandbox.faults import (
-    AfterGet,
-    Effect,
-    ErrorReply,
-    FaultError,
-)
+from sandbox.faults import AfterGet, Effect, ErrorReply, FaultError
 
 # Routes of the applicationGateways type, whose api-version ARM checks; the operation URLs
 # NRP hands out carry the version it chose.

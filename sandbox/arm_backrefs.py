@@ -11,10 +11,13 @@ Which lists, and their shape, come from recordings whose recorders keep bodies w
   (every recording; net_ag_backend_health_v2.json GET 03:16:36)
 - frontendIPConfigurations / frontendPorts: `httpListeners` (every recording)
 - sslCertificates: `httpListeners` (java_ag_kv_sslcert_identity.json, final GET)
-- authenticationCertificates: `backendHttpSettings` (cli_ag_auth_cert_v1.json idx 16)
+- authenticationCertificates: `backendHttpSettings` (cli_ag_auth_cert_v1.json idx 16,
+  ps_ag_crud_v1_backrefs.json)
+- probes: `backendHttpSettings` (ps_ag_crud_v1_backrefs.json)
 A list appears only when something uses the child (net_ag_backend_health_v2.json: the unused
-pool `azsmnet8388` has no `requestRoutingRules` key). Lists no recording shows (probes,
-trustedRootCertificates, URL path maps) are not produced (docs/sandbox.md, "Fidelity").
+pool `azsmnet8388` has no `requestRoutingRules` key). Not produced: lists no recording here
+shows (trustedRootCertificates, rewrite rule sets) and the `urlPathMaps` / `pathRules` lists a
+URL path map puts on pools and settings (docs/sandbox.md, "Fidelity").
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ _EDGES: tuple[tuple[str, str, str, str], ...] = (
         "authenticationCertificates",
         "backendHttpSettings",
     ),
+    ("backendHttpSettingsCollection", "probe", "probes", "backendHttpSettings"),
 )
 BACK_REFERENCES: frozenset[tuple[str, str]] = frozenset((e[2], e[3]) for e in _EDGES)
 

@@ -22,14 +22,8 @@ from sandbox import arm_ops as ops
 from sandbox import arm_validation as val
 from sandbox.arm_http import HttpsEndpoint, Request
 from sandbox.arm_validation import ArmError
-from sandbox.faults import (
-    FaultBook,
-    FaultError,
-)
-from sandbox.health_rules import (
-    ProbeLimits,
-    ProbeResult,
-)
+from sandbox.faults import FaultBook, FaultError
+from sandbox.health_rules import ProbeLimits, ProbeResult
 
 GATEWAY_TYPE = "Microsoft.Network/applicationGateways"
 _GWS_PATH = "/providers/microsoft.network/applicationgateways"

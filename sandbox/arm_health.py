@@ -13,14 +13,7 @@ from sandbox import arm_validation as val
 from sandbox.arm_core import ArmCore, _HealthJob
 from sandbox.arm_http import JSON_NULL, Request, Response
 from sandbox.arm_validation import ArmError
-from sandbox.health_rules import (
-    PairPlan,
-    ProbeResult,
-    plan_gateway,
-    plan_on_demand,
-    probe,
-    props,
-)
+from sandbox.health_rules import PairPlan, ProbeResult, plan_gateway, plan_on_demand, probe, props
 
 
 class BackendHealth(ArmCore):

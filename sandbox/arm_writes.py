@@ -13,12 +13,7 @@ from sandbox import arm_validation as val
 from sandbox.arm_core import ArmCore, _WriteOp
 from sandbox.arm_http import Request, Response
 from sandbox.arm_validation import ArmError
-from sandbox.faults import (
-    Effect,
-    LroEnd,
-    merge_patch,
-    superseded_error,
-)
+from sandbox.faults import Effect, LroEnd, merge_patch, superseded_error
 
 
 class WriteOps(ArmCore):

@@ -10,6 +10,13 @@ target the same resource ids the recordings used.
 Every test names its recording, `file: interaction` (`idx N` = position in the upstream cassette,
 otherwise the recorded `date`); tests/data/recorded/SOURCES.md describes each file. Where the
 truth is not in a recording, the docstring names the public source instead.
+
+Recorder caveats (SOURCES.md, "Recorders"): the azure-cli recordings drop `retry-after` and the
+request-id headers, and the Java recording writes `Retry-After: 0` over every response and keeps
+no request bodies, so no test here compares those; headers and bodies their recorders keep
+(`location`, `azure-asyncoperation`, `etag`, response bodies) are compared.
+tests/sandbox/conformance/ compares Retry-After, the health `null` bodies and the final
+`Location`, back-references and api-versions against recordings that keep them.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ NET_HEALTH = [
 ]
 AUTH_GET = interaction("cli_ag_auth_cert_v1.json", 16)
 JAVA_GET = recording("java_ag_kv_sslcert_identity.json")["interactions"][-2]
+PS_V1_GET = interaction("ps_ag_crud_v1_backrefs.json", "Wed, 06 Feb 2019 16:23:32 GMT")
 PROVIDER = interaction("ps_network_provider_api_versions.json", 0)
 
 
@@ -127,7 +128,8 @@ def arm(tmp_path: Path) -> Iterator[Arm]:
     cert = ca.issue_cert("127.0.0.1")
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    seeds = [AUTH_GET["response"]["body"], JAVA_GET["response"]["body"]]
+    ps_v1 = {k: v for k, v in PS_V1_GET["response"]["body"].items() if k != "_trimmed"}
+    seeds = [AUTH_GET["response"]["body"], JAVA_GET["response"]["body"], ps_v1]
     clock = FakeClock()
     emulator = ArmEmulator(
         subscription_id="db1ab6f0-4769-4b27-930e-01e2ef9c123c",
@@ -137,7 +139,10 @@ def arm(tmp_path: Path) -> Iterator[Arm]:
         verify_token=lambda t: t == TOKEN,
         well_known_roots=[],
         options={
-            "subscriptions": ["00000000-0000-0000-0000-000000000000"],
+            "subscriptions": [
+                "00000000-0000-0000-0000-000000000000",
+                "947d47b4-7883-4bb9-9d85-c5e8e2f572ce",
+            ],
             "resource_groups": ["csmrg8899"],
             "clock": clock,
             "lro_delay_seconds": CREATE_SECONDS,
@@ -257,12 +262,14 @@ def test_get_computes_the_recorded_back_references(arm: Arm) -> None:
     [
         pytest.param(AUTH_GET, id="cli_ag_auth_cert_v1.json idx 16 (authenticationCertificates)"),
         pytest.param(JAVA_GET, id="java_ag_kv_sslcert_identity.json final GET (sslCertificates)"),
+        pytest.param(PS_V1_GET, id="ps_ag_crud_v1_backrefs.json GET 16:23:32 (probes, v1 WAF)"),
     ],
 )
 def test_seeded_gateways_show_their_recorded_back_references(arm: Arm, item: Any) -> None:
     """The recorded GET bodies (vcrpy and azure-core-test keep bodies whole), seeded with their
     lists and served again: the same lists, computed, including `backendHttpSettings` on an
-    authentication certificate and `httpListeners` on an SSL certificate."""
+    authentication certificate and on probes (PowerShell's HttpMockServer keeps bodies whole) and
+    `httpListeners` on an SSL certificate."""
     body = item["response"]["body"]
     got = arm.call("GET", f"{body['id']}?api-version=2020-08-01")
     assert got.status == 200
