@@ -135,6 +135,7 @@ var botSettings = {
   COOLDOWN_MINUTES: '30'
   DAILY_CERT_CAP: '3'
   APPROVERS: approvers
+  EXPIRY_WARNING_DAYS: '30'
   ROLLBACK_BY_APPLIER: 'false'
   // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
   PROBE_VANTAGE: 'auto'

@@ -197,11 +197,36 @@ def _diagnose(args: argparse.Namespace) -> int:
         captures = capture_all(requests, timeout=timeout, vantage=vantage)
     hint = (args.pool, args.settings) if args.pool and args.settings else None
     result = diagnose(gw, health, captures, now=datetime.now(UTC), hint=hint, hosts=hosts)
+    result = _with_expiring(result, gw, captures, read_vault=bool(args.gateway_id))
     if args.format == "json":
         sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
     else:
         sys.stdout.write(to_text(result))
     return 0
+
+
+def _with_expiring(result: Any, gw: Any, captures: Any, *, read_vault: bool) -> Any:
+    """The diagnosis with its `expiring` list (shared.core.expiry): the gateway's stored
+    certificates, what the backends presented and, through ARM, the trusted-source Key Vault
+    certificates when one is configured (a vault that cannot be read is a warning)."""
+    from dataclasses import replace
+
+    from shared.common.settings import load_settings
+    from shared.core.expiry import expiring
+
+    settings = load_settings()
+    vault: list[bytes] = []
+    if read_vault and settings["KEY_VAULT_URL"] and settings["TRUSTED_CERT_NAMES"]:
+        from shared.cloud.arm import make_credential
+        from shared.cloud.keyvault import trusted_source
+
+        try:
+            vault = [bytes(d) for d in trusted_source(settings, make_credential(settings))()]
+        except Exception as exc:  # noqa: BLE001 - the report goes on without the vault
+            _warn(f"Key Vault not read for the expiry watch: {exc}")
+    days = int(settings["EXPIRY_WARNING_DAYS"])
+    soon = expiring(gw, captures, now=datetime.now(UTC), key_vault=vault, warning_days=days)
+    return replace(result, expiring=soon)
 
 
 # ---- export-cert ----

@@ -19,6 +19,7 @@ from shared.cloud.arm import ArmClient, make_credential
 from shared.cloud.keyvault import trusted_source
 from shared.common.settings import Settings
 from shared.remediation.changelog import ChangeLog, LocalChangeLog
+from shared.remediation.notices import LocalExpiryNotices
 from shared.remediation.proposals import LocalProposalStore
 from shared.remediation.remediate import Remediator
 from shared.service.lease import LocalGatewayLock
@@ -68,6 +69,7 @@ def local_remediator(
     credential = make_credential(settings)
     storage = app_storage(env)
     if storage is not None:
+        from shared.service.expiry_notices import TableExpiryNotices
         from shared.service.lease import GatewayLease
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog
@@ -80,6 +82,7 @@ def local_remediator(
             lock_for=lambda gid: GatewayLease(storage, gid),
             trusted_certificates=trusted_source(settings, credential),
             notify=notifier(settings),
+            expiry_notices=TableExpiryNotices(storage),
         )
     return Remediator(
         settings,
@@ -89,6 +92,7 @@ def local_remediator(
         lock_for=lambda gid: LocalGatewayLock(state, gid),
         trusted_certificates=trusted_source(settings, credential),
         notify=notifier(settings),
+        expiry_notices=LocalExpiryNotices(state),
     )
 
 

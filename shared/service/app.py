@@ -59,6 +59,7 @@ class AppContext:
         from shared.cloud.arm import ArmClient, make_credential
         from shared.cloud.keyvault import trusted_source
         from shared.remediation.remediate import Remediator
+        from shared.service.expiry_notices import TableExpiryNotices
         from shared.service.notify import notifier
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog
@@ -74,6 +75,7 @@ class AppContext:
             trusted_certificates=trusted_source(self.settings, credential),
             notify=notifier(self.settings),
             before_write=before_write,
+            expiry_notices=TableExpiryNotices(storage),
         )
 
 

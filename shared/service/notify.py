@@ -33,6 +33,8 @@ EVENTS = {
     "proposal_rejected": "Proposal rejected",
     "proposal_applied": "Proposal applied",
     "proposal_failed": "Proposal failed",
+    # The expiry watch: a certificate the gateway relies on or is presented entered the window.
+    "expiring": "Certificate expiring",
 }
 _FACTS = (
     ("gateway", "Gateway"),
@@ -44,6 +46,7 @@ _FACTS = (
     ("change", "Change"),
     ("by", "By"),
     ("reason", "Reason"),
+    ("not_after", "Not after"),
 )
 _SLACK_TEXT_MAX = 2900  # section text limit is 3000 characters
 

@@ -36,7 +36,14 @@ from sandbox.scenario import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILTINS = ["healthy", "ilb-ase-v1", "ilb-ase-v2-nosni", "ilb-ase-v2-root", "multi"]
+BUILTINS = [
+    "healthy",
+    "ilb-ase-v1",
+    "ilb-ase-v2-nosni",
+    "ilb-ase-v2-root",
+    "multi",
+    "rotation-v2",
+]
 V1_TIERS = {"Standard", "WAF"}
 
 
