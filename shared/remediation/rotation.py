@@ -3,7 +3,7 @@ retire the old trust once no backend presents it.
 
 v1 authentication certificates and v2 trusted roots map one to one to what a backend presents, so
 swapping the backend certificate first is an outage until the gateway follows
-(https://github.com/MicrosoftDocs/azure-docs/issues/56549). The overlap avoids it:
+(docs/sources.md#rotation). The overlap avoids it:
 
 1. `rotations`: when a backend's next certificate is known (presented by another member of the
    same settings, found in the trusted source, or given by the operator), the trust it needs (v1:
