@@ -166,6 +166,16 @@ def test_v1_next_leaf_presented_by_another_member_is_allow_listed() -> None:
     assert rot.fix.certificate.sha1 == new_leaf.thumbprint() and rot.replaces == "app-2025"
 
 
+def test_settings_trusting_no_stored_certificate_get_no_overlap() -> None:
+    # v2 without trusted roots trusts the well-known CAs: adding a private root would end that.
+    doc = _doc("Standard_v2", {})
+    caps = _captures(doc, (OLD_LEAF,), (OLD_LEAF,))
+    vault = [NEW_LEAF.der(), NEW_ROOT.der()]
+    [rot] = rotations(parse_gateway(doc), _health(), caps, now=NOW, trusted_source=vault)
+    assert rot.fix is None and "nothing to overlap" in rot.note
+    assert rotation_plans(doc, [rot], GID) == []
+
+
 def test_an_older_or_unrelated_certificate_is_no_next_one() -> None:
     doc = _doc("Standard_v2", {"old": OLD_ROOT})
     caps = _captures(doc, (OLD_LEAF,), (OLD_LEAF,))

@@ -291,6 +291,8 @@ class Remediator:
         )
         plans = [p for p in plan_fixes(doc, assessment.diagnosis) if not p.is_noop]
         assessment, rotated = watch.rotation_plans_for(self, gid, assessment, next_certificates)
+        # A fix the diagnosis found for the same change keeps its place and gains `replaces`.
+        plans = [next((r for r in rotated if _same_plan(p, r)), p) for p in plans]
         plans += [p for p in rotated if not any(_same_plan(p, q) for q in plans)]
         retire = watch.retirement_plans_for(self, gid, assessment)
         if not plans and not retire:

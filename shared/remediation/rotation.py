@@ -208,7 +208,7 @@ def rotations(
     for seen in _presented(gw, health, captures, hosts):
         if not seen.captures:
             continue
-        current = seen.captures[0]
+        current = min(seen.captures, key=lambda c: c.chain[0].not_after)  # the one ending first
         leaf = current.chain[0]
         host = current.sni or seen.settings.host_name
         candidates = [
@@ -229,6 +229,12 @@ def _rotation(gw: Gateway, settings: HttpSettings, current: TlsCapture, nxt: Can
     refs = _references(gw, settings)
     leaf = current.chain[0]
     old = next((ref.name for ref, info in refs if trusts(info, current.chain, gw.generation)), None)
+    if old is None:
+        # No stored certificate accepts what is presented now (v2 without trusted roots uses the
+        # well-known CAs; v1 without authentication certificates pins nothing): adding one would
+        # end that trust for the current certificate instead of overlapping it.
+        note = "no stored certificate trusts the current one: nothing to overlap"
+        return Rotation(settings.name, leaf, nxt, None, None, note)
     if gw.generation is Generation.V1:
         if any(same_public_key(info, nxt.info) for _, info in refs):
             return Rotation(
@@ -260,13 +266,20 @@ def _rotation(gw: Gateway, settings: HttpSettings, current: TlsCapture, nxt: Can
 def rotation_plans(
     doc: Mapping[str, Any], found: Sequence[Rotation], gateway_id: str
 ) -> list[Plan]:
-    """One certificate plan per rotation with a fix, each remembering what it overlaps."""
-    plans = []
+    """One certificate plan per certificate to add and reference it overlaps, every settings that
+    needs it in the same write; each plan remembers what it overlaps."""
+    groups: dict[tuple[str, str], list[Rotation]] = {}
     for rot in found:
-        if rot.fix is None:
-            continue
-        plan = plan_for_fix(doc, rot.fix, gateway_id=gateway_id)
-        plans.append(replace(plan, replaces=rot.replaces))
+        if rot.fix is not None and rot.vouched and rot.replaces:
+            groups.setdefault((rot.vouched, rot.replaces.lower()), []).append(rot)
+    plans = []
+    for rots in groups.values():
+        first = rots[0].fix
+        assert first is not None
+        names = tuple(dict.fromkeys(r.settings for r in rots))
+        fix = Fix(first.action, first.certificate, names)
+        plan = plan_for_fix(doc, fix, gateway_id=gateway_id)
+        plans.append(replace(plan, replaces=rots[0].replaces))
     return plans
 
 
