@@ -207,6 +207,7 @@ def _diagnose_once(payload: dict[str, Any]) -> dict[str, Any]:
     from shared.core.diagnosis import diagnose, probe_requests, route_hosts
     from shared.core.gateway import parse_gateway
     from shared.core.health import parse_backend_health
+    from shared.core.probe_order import slow_first
     from shared.probe.tls import ProbeErrorKind, capture_all
 
     started = time.perf_counter()
@@ -214,11 +215,7 @@ def _diagnose_once(payload: dict[str, Any]) -> dict[str, Any]:
     gw = parse_gateway(payload["doc"])
     health = parse_backend_health(payload["health"])
     hosts = route_hosts(payload["doc"])
-    requests = probe_requests(gw, health, hosts=hosts)
-    if os.environ.get("BENCH_ORDER"):
-        from shared.core.probe_order import slow_first
-
-        requests = slow_first(requests, health)
+    requests = slow_first(probe_requests(gw, health, hosts=hosts), health)
     probe_start = time.perf_counter()
     captures = capture_all(requests, timeout=float(payload["timeout"]))
     probe_end = time.perf_counter()

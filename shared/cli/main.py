@@ -174,6 +174,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from shared.core.diagnosis import diagnose, probe_requests, route_hosts
     from shared.core.gateway import parse_gateway
     from shared.core.health import parse_backend_health
+    from shared.core.probe_order import slow_first
     from shared.core.report import to_json, to_text
     from shared.probe.tls import capture_all, detect_vantage
 
@@ -185,7 +186,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     if not args.no_probe:
         # Files or ARM, the handshakes run from here: say where, and warn when that is not the
         # gateway's network (a proxy here may answer for a pool address; issue 13).
-        requests = list(dict.fromkeys(probe_requests(gw, health, hosts=hosts)))
+        requests = slow_first(list(dict.fromkeys(probe_requests(gw, health, hosts=hosts))), health)
         vantage = detect_vantage()
         timeout = _timeout(args)
         if requests and not vantage.in_gateway_network:

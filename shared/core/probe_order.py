@@ -9,7 +9,7 @@ pool with silent members then costs about max(timeout, the handshakes' work) ins
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from shared.core.capture import ProbeRequest
 from shared.core.health import HealthState, ProbeLogKind, ServerHealth, classify_probe_log
@@ -23,7 +23,7 @@ def _slow(h: ServerHealth) -> bool:
 
 
 def slow_first(
-    requests: Sequence[ProbeRequest], health: Sequence[ServerHealth]
+    requests: Iterable[ProbeRequest], health: Sequence[ServerHealth]
 ) -> list[ProbeRequest]:
     """`requests` with those to members the gateway reports slow or unknown first; stable."""
     slow = {h.address.lower() for h in health if _slow(h)}

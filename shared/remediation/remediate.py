@@ -41,6 +41,7 @@ from shared.core.diagnosis import (
 from shared.core.expiry import expiring
 from shared.core.gateway import Gateway, parse_gateway
 from shared.core.health import HealthState, ServerHealth, parse_backend_health
+from shared.core.probe_order import slow_first
 from shared.core.report import to_json
 from shared.probe.tls import capture_all, detect_vantage
 from shared.remediation import watch
@@ -212,7 +213,8 @@ class Remediator:
         self.progress("reading backend health (an ARM operation)")
         health = parse_backend_health(self.arm.backend_health(gid))
         hosts = route_hosts(current.doc)
-        requests = list(dict.fromkeys(probe_requests(gateway, health, hosts=hosts)))
+        # Members the gateway reports as timing out go first: their waits overlap the rest.
+        requests = slow_first(dict.fromkeys(probe_requests(gateway, health, hosts=hosts)), health)
         self.progress(f"probing {len(requests)} backend handshake(s)")
         captures = self._probe(requests)
         trusted, trusted_error = self._read_trusted()
