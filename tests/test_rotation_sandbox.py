@@ -84,6 +84,9 @@ def test_overlap_rotation_keeps_both_roots_until_no_backend_presents_the_old_one
     assert third.action == "proposed" and third.proposal, third.reason
     assert third.plan and third.plan["action"] == "remove_trusted_root_certificate"
     assert trusted(handle) == ["contoso-root-2016", new_root]  # a proposal writes nothing
+    proposal = bot.proposals.get(third.proposal)
+    assert proposal.certificate_cer is None  # nothing to add
+    assert "stop trusting contoso-root-2016" in proposal.renderings["summary"]
     assert put_count(handle) == 1
 
     # 4. A second person approves: the old root leaves the settings and the gateway.

@@ -504,7 +504,9 @@ class Remediator:
         findings = to_json(assessment.diagnosis)["findings"]
         names = {n.lower() for n in plan.settings_names}
         evidence = [f for f in findings if str(f.get("settings", "")).lower() in names]
-        cert = plan.fix.certificate if plan.fix else None
+        # A removal (the end of an overlap) adds no certificate: nothing to show as one to add.
+        adds = plan.fix is not None and plan.removed_certificate is None
+        cert = plan.fix.certificate if plan.fix is not None and adds else None
         proposal = build_proposal(
             plan,
             assessment.current.doc,
