@@ -2,6 +2,7 @@
 
 Owns: the gateway and backend-health models and parsers, the SNI and port rule per SKU, the
 probe-log classifier, certificate evidence, verdicts (cause and fix), the expiry watch (`expiry`),
-the prober's order (`probe_order`), and the JSON and text reports. Pure functions over data: no sockets, no Azure SDK, no files, no clock reads for I/O.
+the prober's order (`probe_order`), and the JSON and text reports. Pure functions over data: no
+sockets, no Azure SDK, no files, no clock reads for I/O.
 May import: shared.common, the standard library and `cryptography` (certificate parsing).
 """

@@ -45,7 +45,7 @@ from shared.core.certs import (
 from shared.core.diagnosis import Fix, FixAction, FixCertificate
 from shared.core.gateway import CertificateRef, Gateway, Generation, HttpSettings
 from shared.core.health import ServerHealth
-from shared.remediation.plan import AUTH_CERTS, TRUSTED_ROOTS, Plan, plan_for_fix
+from shared.remediation.plan import Plan, plan_for_fix
 
 Captures = Mapping[tuple[str, int, str | None], TlsCapture]
 _MAX_CHAIN = 8
@@ -343,8 +343,6 @@ def overlaps_from(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, 
 
 
 __all__ = [
-    "AUTH_CERTS",
-    "TRUSTED_ROOTS",
     "Candidate",
     "Retirement",
     "Rotation",

@@ -64,8 +64,13 @@ def rotation_plans_for(
         operator=operator,
     )
     for rot in found:
-        if rot.fix is None:
-            log.info("rotation on %s: nothing to add: %s", rot.settings, rot.note)
+        log.info(
+            "rotation on %s: next certificate %s (%s): %s",
+            rot.settings,
+            rot.next.info.sha1,
+            rot.next.source,
+            rot.note,
+        )
     vouched = frozenset(v for v in (r.vouched for r in found) if v)
     plans = [p for p in rotation_plans(doc, found, gid.id) if not p.is_noop]
     return replace(assessment, vouched=assessment.vouched | vouched), plans
