@@ -247,3 +247,21 @@ def test_overlaps_come_from_applied_rotation_plans() -> None:
     }
     plain = {**rotation, "replaces": None}
     assert overlaps_from([rotation, plain, rotation]) == [("web", "old", "appgw-bot-1")]
+
+
+def test_settings_sharing_a_pool_get_the_new_root_in_one_write() -> None:
+    doc = _doc("Standard_v2", {"old": OLD_ROOT})
+    twin = copy.deepcopy(doc["properties"]["backendHttpSettingsCollection"][0])
+    twin["name"] = "web-2"
+    doc["properties"]["backendHttpSettingsCollection"].append(twin)
+    rule = copy.deepcopy(doc["properties"]["requestRoutingRules"][0])
+    rule["name"] = "rule-2"
+    rule["properties"]["backendHttpSettings"]["id"] = f"{GID}/backendHttpSettingsCollection/web-2"
+    doc["properties"]["requestRoutingRules"].append(rule)
+    gw = parse_gateway(doc)
+    caps = _captures(doc, (OLD_LEAF,), (OLD_LEAF,))
+    found = rotations(gw, _health(), caps, now=NOW, trusted_source=[NEW_LEAF.der(), NEW_ROOT.der()])
+    # Backend health names only "web"; routed members of "web-2" still count as presented.
+    assert sorted(r.settings for r in found if r.fix) == ["web", "web-2"]
+    [plan] = rotation_plans(doc, found, GID)
+    assert plan.replaces == "old" and sorted(plan.settings_names) == ["web", "web-2"]
