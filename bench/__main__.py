@@ -25,7 +25,7 @@ MEASUREMENTS = ("arm_writes", "diagnosis", "cold_start", "storm", "sweep", "mcp"
 @dataclass(frozen=True)
 class Config:
     settings_counts: list[int] = field(default_factory=lambda: [1, 5, 50])
-    backend_counts: list[int] = field(default_factory=lambda: [10, 50, 200])
+    backend_counts: list[int] = field(default_factory=lambda: [10, 50, 200, 1200])
     probe_timeout: float = 2.0
     cold_start_repeat: int = 5
     storm_alerts: int = 500

@@ -149,6 +149,7 @@ var botSettings = {
   MAX_TARGETS_PER_ALERT: '50'
   // Entra object ids with their labels, trimmed; App Service Authentication admits the same ids.
   APPROVERS: join(approverEntries, ',')
+  EXPIRY_WARNING_DAYS: '30'
   ROLLBACK_BY_APPLIER: 'false'
   // The function app probes from its VNet integration; auto detects it (WEBSITE_SITE_NAME).
   PROBE_VANTAGE: 'auto'

@@ -45,6 +45,10 @@ class BackendSpec:
     sni_chains: dict[str, list[KeyCert]] = field(default_factory=dict)
     http_status: int = 200
     body: str = "OK"
+    # What `BackendServer.rotate()` switches to (a certificate renewal mid-scenario); empty when
+    # the backend never switches.
+    rotate_default_chain: list[KeyCert] = field(default_factory=list)
+    rotate_sni_chains: dict[str, list[KeyCert]] = field(default_factory=dict)
 
 
 def _server_context(chain: list[KeyCert]) -> ssl.SSLContext:
@@ -136,14 +140,26 @@ class BackendServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def rotate(self) -> None:
+        """Present the declared next chains from the next handshake on (a backend whose
+        certificate is renewed); handshakes already under way finish with the old one."""
+        if not self.spec.rotate_default_chain:
+            raise ValueError(f"backend {self.spec.name} declares no certificate to rotate to")
+        self.spec.default_chain = self.spec.rotate_default_chain
+        self.spec.sni_chains = self.spec.rotate_sni_chains
+        self.spec.rotate_default_chain, self.spec.rotate_sni_chains = [], {}
+        self._build_contexts()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _build_contexts(self) -> None:
-        self._sni_ctx = {
+        # Built aside, then swapped in: a handshake sees the old contexts or the new ones.
+        sni_ctx = {
             host.lower(): _server_context(chain) for host, chain in self.spec.sni_chains.items()
         }
-        self._default_ctx = _server_context(self.spec.default_chain)
-        self._default_ctx.sni_callback = self._on_sni
+        default_ctx = _server_context(self.spec.default_chain)
+        default_ctx.sni_callback = self._on_sni
+        self._sni_ctx, self._default_ctx = sni_ctx, default_ctx
 
     def _on_sni(self, sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         # Unknown or absent SNI keeps the default certificate, as an ASE front end does.

@@ -138,6 +138,12 @@ class SandboxHandle:
     def gateway_ids(self) -> list[str]:
         return [g for g in self.env["SANDBOX_GATEWAY_IDS"].split(",") if g]
 
+    def rotate_backend(self, name: str) -> None:
+        """Backend `name` presents its `rotate_to` chains from now on (docs/sandbox.md)."""
+        if name not in self.backends:
+            raise KeyError(f"no backend {name!r} in scenario {self.scenario.name}")
+        self.backends[name].rotate()
+
     def stop(self) -> None:
         """Stop everything, last started first; safe to call twice."""
         with self._lock:

@@ -60,6 +60,10 @@ class BackendDecl:
     sni: dict[str, tuple[str, ...]]
     http_status: int = 200
     body: str = "OK"
+    # `rotate_to`: the chains presented after `SandboxHandle.rotate_backend(name)` (a backend
+    # switching certificate mid-scenario); None when the backend never switches.
+    rotate_default_chain: tuple[str, ...] | None = None
+    rotate_sni: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +184,12 @@ def _backend_decl(raw: Any, index: int) -> BackendDecl:
         raise ScenarioError(f"{where}: 'port' must be a TCP port")
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise ScenarioError(f"{where}: 'http_status' must be an HTTP status code")
+    rotate = raw.get("rotate_to")
+    if rotate is not None and not (
+        isinstance(rotate, dict) and isinstance(rotate.get("sni", {}), dict)
+    ):
+        raise ScenarioError(f"{where}: 'rotate_to' must be an object with 'default_chain', 'sni'")
+    rotate_sni: dict[str, Any] = (rotate or {}).get("sni", {})
     decl = BackendDecl(
         name=name,
         behaviour=behaviour,
@@ -188,7 +198,18 @@ def _backend_decl(raw: Any, index: int) -> BackendDecl:
         sni=sni,
         http_status=status,
         body=str(raw.get("body", "OK")),
+        rotate_default_chain=(
+            _str_list(rotate, "default_chain", f"{where} rotate_to") if rotate else None
+        ),
+        rotate_sni={
+            host.lower(): _str_list(rotate_sni, host, f"{where} rotate_to sni")
+            for host in rotate_sni
+        },
     )
+    if rotate is not None and behaviour is not Behaviour.TLS:
+        raise ScenarioError(f"{where}: only a tls backend can rotate its certificate")
+    if rotate is not None and not decl.rotate_default_chain:
+        raise ScenarioError(f"{where}: 'rotate_to' needs a 'default_chain'")
     if behaviour is Behaviour.TLS and not decl.default_chain:
         raise ScenarioError(f"{where}: a tls backend needs a 'default_chain'")
     if any(not chain for chain in sni.values()):
@@ -259,7 +280,8 @@ def _check(s: Scenario) -> None:
         if not _NAME.match(b.name) or b.name in backend_names:
             raise ScenarioError(f"backend name {b.name!r} is invalid or used twice")
         backend_names.add(b.name)
-        for chain in (b.default_chain, *b.sni.values()):
+        rotated = (b.rotate_default_chain or (), *b.rotate_sni.values())
+        for chain in (b.default_chain, *b.sni.values(), *rotated):
             for cert in chain:
                 if cert not in seen:
                     raise ScenarioError(f"backend {b.name}: unknown certificate {cert!r}")
@@ -430,6 +452,10 @@ def backend_specs(s: Scenario, certs: dict[str, KeyCert]) -> list[BackendSpec]:
             sni_chains={host: [certs[n] for n in chain] for host, chain in b.sni.items()},
             http_status=b.http_status,
             body=b.body,
+            rotate_default_chain=[certs[n] for n in b.rotate_default_chain or ()],
+            rotate_sni_chains={
+                host: [certs[n] for n in chain] for host, chain in b.rotate_sni.items()
+            },
         )
         for b in s.backends
     ]

@@ -34,7 +34,7 @@ def test_json_contract_for_the_seed(pki: Pki, servers: list[TlsServer]) -> None:
     doc, health = seed_v1(pki, servers, auth_data=None)
     out = json.loads(json.dumps(to_json(run(doc, health))))
 
-    assert set(out) == {"gateway", "findings", "vantage"}
+    assert set(out) == {"gateway", "findings", "vantage", "expiring"}
     assert set(out["gateway"]) == {"id", "name", "sku_tier", "generation"}
     assert out["gateway"]["generation"] == "v1" and out["gateway"]["sku_tier"] == "Standard"
     for finding in out["findings"]:

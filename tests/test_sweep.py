@@ -99,3 +99,32 @@ def test_fleet_spec_and_generator() -> None:
     for bad in ("2000", "10x20@0.1", "10x2@1.5", "10x2@0.1,nodata=0.95", "10x2@0.1,color=red"):
         with pytest.raises(FleetError):
             FleetSpec.parse(bad)
+
+
+def test_the_expiry_watch_is_spread_then_due_once_a_day() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from shared.service.sweep import WATCH_EVERY, next_watch
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    gid = _target(1).gid
+    due_now, first = next_watch(gid, None, now)
+    assert not due_now and now <= first < now + WATCH_EVERY
+    assert next_watch(gid, None, now)[1] == first  # fixed by the id
+    assert next_watch(gid, first, first - timedelta(seconds=1)) == (False, first)
+    assert next_watch(gid, first, first + timedelta(hours=50)) == (True, first + 3 * WATCH_EVERY)
+
+    targets = [
+        replace(_target(1), watch=True),
+        _target(2),
+        replace(_target(3, region=""), watch=True),
+    ]
+    batch, probe = sorted(check_messages(targets, "sw"), key=lambda m: m["kind"])
+    assert batch["watch"] == [targets[0].gid.id] and probe["watch"] is True
+    assert parse_check(json.dumps(batch))["watch"] == {targets[0].gid.key}
+    assert "watch" not in next(check_messages([_target(4)], "sw"))
+    with pytest.raises(BotError, match="watch"):
+        parse_check(json.dumps({**batch, "watch": ["/subscriptions/other"]}))
+    with pytest.raises(BotError, match="watch"):
+        parse_check(json.dumps({**probe, "watch": "yes"}))

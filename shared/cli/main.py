@@ -185,6 +185,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from shared.core.diagnosis import diagnose, probe_requests, route_hosts
     from shared.core.gateway import parse_gateway
     from shared.core.health import parse_backend_health
+    from shared.core.probe_order import slow_first
     from shared.core.report import to_json, to_text
     from shared.probe.tls import capture_all, detect_vantage
     from shared.probe.well_known import load_well_known
@@ -197,7 +198,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     if not args.no_probe:
         # Files or ARM, the handshakes run from here: say where, and warn when that is not the
         # gateway's network (a proxy here may answer for a pool address; issue 13).
-        requests = list(dict.fromkeys(probe_requests(gw, health, hosts=hosts)))
+        requests = slow_first(list(dict.fromkeys(probe_requests(gw, health, hosts=hosts))), health)
         vantage = detect_vantage()
         timeout = _timeout(args)
         if requests and not vantage.in_gateway_network:
@@ -213,11 +214,36 @@ def _diagnose(args: argparse.Namespace) -> int:
     result = diagnose(
         gw, health, captures, now=datetime.now(UTC), hint=hint, hosts=hosts, well_known=store
     )
+    result = _with_expiring(result, gw, captures, read_vault=bool(args.gateway_id))
     if args.format == "json":
         emit(to_json(result), indent=2)
     else:
         sys.stdout.write(to_text(result))
     return 0
+
+
+def _with_expiring(result: Any, gw: Any, captures: Any, *, read_vault: bool) -> Any:
+    """The diagnosis with its `expiring` list (shared.core.expiry): the gateway's stored
+    certificates, what the backends presented and, through ARM, the trusted-source Key Vault
+    certificates when one is configured (a vault that cannot be read is a warning)."""
+    from dataclasses import replace
+
+    from shared.common.settings import load_settings
+    from shared.core.expiry import expiring
+
+    settings = load_settings()
+    vault: list[bytes] = []
+    if read_vault and settings["KEY_VAULT_URL"] and settings["TRUSTED_CERT_NAMES"]:
+        from shared.cloud.arm import make_credential
+        from shared.cloud.keyvault import trusted_source
+
+        try:
+            vault = [bytes(d) for d in trusted_source(settings, make_credential(settings))()]
+        except Exception as exc:  # noqa: BLE001 - the report goes on without the vault
+            _warn(f"Key Vault not read for the expiry watch: {exc}")
+    days = int(settings["EXPIRY_WARNING_DAYS"])
+    soon = expiring(gw, captures, now=datetime.now(UTC), key_vault=vault, warning_days=days)
+    return replace(result, expiring=soon)
 
 
 # ---- export-cert ----

@@ -72,6 +72,22 @@ def _fix_arguments(p: argparse.ArgumentParser) -> None:
         "(this machine); without it such a fix becomes a proposal",
     )
     p.add_argument("--as-user", help="identity recorded as the requester (default: login name)")
+    p.add_argument(
+        "--next-cert",
+        metavar="FILE",
+        help="the backend's next certificate (PEM or DER; its chain and root may follow in the "
+        "same file): its trust is added next to the current one (overlap rotation)",
+    )
+
+
+def _next_certificates(path: str | None) -> list[bytes]:
+    """The certificates in --next-cert FILE, as DER; InputError (exit 2) when there are none."""
+    if not path:
+        return []
+    from shared.cli.main import read_input
+    from shared.core.certs import load_certificates
+
+    return load_certificates(read_input(path, "--next-cert"))
 
 
 class _Confirm:
@@ -114,6 +130,7 @@ class _Confirm:
 @register("fix", "diagnose a gateway, then apply or propose the fix policy allows", _fix_arguments)
 def _fix(args: argparse.Namespace) -> int:
     confirm = _Confirm(ask=not args.yes, dry_run=args.dry_run)
+    next_certificates = _next_certificates(args.next_cert)
     outcome = _remediator(args).fix(
         args.gateway_id,
         requested_mode=Mode(args.mode) if args.mode else None,
@@ -122,6 +139,7 @@ def _fix(args: argparse.Namespace) -> int:
         show=confirm.show,
         dry_run=args.dry_run,
         trust_local_probe=args.trust_local_probe,
+        next_certificates=next_certificates,
     )
     if args.trust_local_probe and confirm.outside and outcome.action == "applied":
         sys.stderr.write(

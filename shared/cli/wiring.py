@@ -21,6 +21,7 @@ from shared.cloud.keyvault import trusted_source
 from shared.common.settings import Settings
 from shared.remediation.changelog import ChangeLog, LocalChangeLog
 from shared.remediation.holds import HoldStore, LocalHoldStore
+from shared.remediation.notices import LocalExpiryNotices
 from shared.remediation.proposals import LocalProposalStore
 from shared.remediation.remediate import Remediator
 from shared.service.lease import LocalGatewayLock
@@ -104,6 +105,7 @@ def local_remediator(
     storage = app_storage(env)
     if storage is not None:
         from shared.service.holds import TableHoldStore
+        from shared.service.expiry_notices import TableExpiryNotices
         from shared.service.lease import GatewayLease
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog
@@ -117,6 +119,7 @@ def local_remediator(
             trusted_certificates=trusted_source(settings, credential),
             notify=notifier(settings),
             holds=TableHoldStore(storage),
+            expiry_notices=TableExpiryNotices(storage),
         )
     state = Path(state_dir) if state_dir else local_state(settings, env)
     return Remediator(
@@ -128,6 +131,7 @@ def local_remediator(
         trusted_certificates=trusted_source(settings, credential),
         notify=notifier(settings),
         holds=LocalHoldStore(state),
+        expiry_notices=LocalExpiryNotices(state),
     )
 
 

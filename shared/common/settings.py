@@ -245,6 +245,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_approvers,
     ),
     Setting(
+        "EXPIRY_WARNING_DAYS",
+        "Days ahead the expiry watch looks: a certificate the gateway relies on or is presented "
+        "that ends within them is listed in `expiring` and notified once.",
+        "30",
+        _int(0, 3650),
+    ),
+    Setting(
         "ROLLBACK_BY_APPLIER",
         "true lets the approver who applied a change roll it back through the API; false (the "
         "default) needs a second approver, as approvals do.",

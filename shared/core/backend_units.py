@@ -28,21 +28,22 @@ class Unit:
     member: BackendAddress | None  # set only when the server is one of the pool's own members
 
 
-def _member(pool: Pool | None, address: str) -> BackendAddress | None:
-    if pool is None:
-        return None
-    wanted = address.strip().lower()
+def _members(pool: Pool) -> dict[str, BackendAddress]:
+    """A pool's members by address (trimmed, lower-case); the first of duplicates wins."""
+    out: dict[str, BackendAddress] = {}
     for member in pool.addresses:
-        if member.value.strip().lower() == wanted:
-            return member
-    return None
+        out.setdefault(member.value.strip().lower(), member)
+    return out
 
 
 def units(gw: Gateway, health: Sequence[ServerHealth]) -> list[Unit]:
     units: list[Unit] = []
     seen: set[tuple[str, str, str]] = set()
+    # One index per pool: a pool of 1,200 members is not scanned once per server.
+    indexes: dict[str, dict[str, BackendAddress]] = {}
     for sh in health:
         pool, settings = gw.pool_by_id(sh.pool_id), gw.settings_by_id(sh.settings_id)
+        index = indexes.setdefault(pool.id, _members(pool)) if pool is not None else {}
         key = (sh.pool_id.lower(), sh.settings_id.lower(), sh.address.lower())
         if key in seen:
             continue
@@ -56,7 +57,7 @@ def units(gw: Gateway, health: Sequence[ServerHealth]) -> list[Unit]:
                 sh.address,
                 sh.health,
                 sh.probe_log,
-                _member(pool, sh.address),
+                index.get(sh.address.strip().lower()),
             )
         )
     # Routed members the health result did not mention still get a finding (health unknown).

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.core.capture import Vantage
+from shared.core.expiry import ExpiringCertificate
 
 
 class Cause(StrEnum):
@@ -38,6 +39,10 @@ class FixAction(StrEnum):
     ADD_TRUSTED_ROOT_CERTIFICATE = "add_trusted_root_certificate"
     SET_BACKEND_HOST_NAME = "set_backend_host_name"
     NONE = "none"
+    # The end of an overlap rotation (shared.remediation.rotation): never a finding's fix, only
+    # ever proposed once no backend presents the old certificate.
+    REMOVE_AUTHENTICATION_CERTIFICATE = "remove_authentication_certificate"
+    REMOVE_TRUSTED_ROOT_CERTIFICATE = "remove_trusted_root_certificate"
 
 
 @dataclass(frozen=True)
@@ -101,3 +106,6 @@ class Diagnosis:
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     # Where the TLS captures were made from; None when there were none (--no-probe).
     vantage: Vantage | None = None
+    # Certificates ending within EXPIRY_WARNING_DAYS (shared.core.expiry), soonest first; the
+    # shell that read Key Vault fills it in.
+    expiring: tuple[ExpiringCertificate, ...] = ()

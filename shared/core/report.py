@@ -86,6 +86,7 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
         },
         "findings": [_finding_json(f) for f in d.findings],
         "vantage": vantage_json(d.vantage),
+        "expiring": [e.to_json() for e in d.expiring],
     }
 
 
@@ -186,6 +187,17 @@ def _vantage_lines(v: Vantage | None) -> list[str]:
     return lines + (_wrap(f"WARNING: {warning}", "  ", "  ") if warning else [])
 
 
+def _expiring_lines(d: Diagnosis) -> list[str]:
+    if not d.expiring:
+        return ["", "  Expiring certificates: none within the warning window"]
+    lines = ["", f"  Expiring certificates ({len(d.expiring)}):"]
+    for e in d.expiring:
+        left = f"{e.days_left} days left" if e.days_left >= 0 else f"{-e.days_left} days ago"
+        text = f"{e.where.value}: {e.subject} SHA-1 {e.sha1} not after {e.not_after} ({left})"
+        lines += _wrap(text, " " * 8, " " * 6)
+    return lines
+
+
 def to_text(d: Diagnosis) -> str:
     """Per pool/settings: status, cause, thumbprints, fix; every line fits 100 columns, except
     one holding a single word too long for it (a resource id: never broken)."""
@@ -201,6 +213,7 @@ def to_text(d: Diagnosis) -> str:
         lines += _wrap(f"Pool {pool} / HTTP settings {settings}", "    ", "  ")
         for finding in group:
             lines += _finding_lines(finding)
+    lines += _expiring_lines(d)
     counts = Counter(f.cause.value for f in d.findings)
     summary = ", ".join(f"{n} {cause}" for cause, n in sorted(counts.items())) or "no servers"
     lines.append("")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shared.common.errors import BotError, InputError
@@ -30,6 +30,10 @@ SETTINGS_COLLECTION = "backendHttpSettingsCollection"
 MAX_CERTIFICATES = 100
 # Cause order when two fixes repair the same number of servers: certificates before host names,
 # because host-name changes are only ever proposed (see policy.decide).
+REMOVALS = (
+    FixAction.REMOVE_AUTHENTICATION_CERTIFICATE,
+    FixAction.REMOVE_TRUSTED_ROOT_CERTIFICATE,
+)
 _ACTION_ORDER = (
     FixAction.ADD_AUTHENTICATION_CERTIFICATE,
     FixAction.ADD_TRUSTED_ROOT_CERTIFICATE,
@@ -68,6 +72,7 @@ class SettingsChange:
     existing_references: tuple[str, ...] = ()  # names referenced before, for az --auth-certs lists
     previous_pick_host_name: bool | None = None  # pickHostNameFromBackendAddress before the change
     had_reference_list: bool = True
+    remove_reference: str | None = None  # certificate name to stop referencing (a retirement)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class Plan:
     fix: Fix | None = None  # what was planned, so the apply loop and approval can re-plan it
     collection: str | None = None  # where the referenced certificate lives
     certificate_ref_name: str | None = None  # name referenced (the bot's, or an existing twin)
+    # Overlap rotation (shared.remediation.rotation): the reference this addition overlaps, so a
+    # later run can retire it; and, for a retirement, the certificate removed (rollback re-adds it).
+    replaces: str | None = None
+    removed_certificate: CertificateAddition | None = None
 
     @property
     def is_noop(self) -> bool:
@@ -189,7 +198,8 @@ def replan(doc: Mapping[str, Any], plan: Plan) -> Plan:
     """Plan the same fix again against a freshly read document (apply loop, approval)."""
     if plan.fix is None:
         return plan
-    return plan_for_fix(doc, plan.fix, gateway_id=plan.gateway_id)
+    fresh = plan_for_fix(doc, plan.fix, gateway_id=plan.gateway_id)
+    return fresh if plan.replaces is None else replace(fresh, replaces=plan.replaces)
 
 
 def plan_for_fix(doc: Mapping[str, Any], fix: Fix, *, gateway_id: str = "") -> Plan:
@@ -206,12 +216,17 @@ def plan_for_fix(doc: Mapping[str, Any], fix: Fix, *, gateway_id: str = "") -> P
         return _plan_certificate(doc, fix, gid)
     if fix.action is FixAction.SET_BACKEND_HOST_NAME:
         return _plan_host_name(doc, fix, gid)
+    if fix.action in REMOVALS:
+        return _plan_removal(doc, fix, gid)
     return Plan(gid, fix.action, None, (), "nothing to do for this fix", fix)
 
 
 def _collection_for(doc: Mapping[str, Any], action: FixAction) -> str:
     generation = generation_of(doc)
-    if action is FixAction.ADD_AUTHENTICATION_CERTIFICATE:
+    if action in (
+        FixAction.ADD_AUTHENTICATION_CERTIFICATE,
+        FixAction.REMOVE_AUTHENTICATION_CERTIFICATE,
+    ):
         if generation is Generation.V2:
             # docs/sources.md#backend-trust: v2 rejects authentication certificates (HTTP 400).
             raise PlanError("v2 gateways do not accept authentication certificates")
@@ -287,6 +302,55 @@ def _plan_certificate(doc: Mapping[str, Any], fix: Fix, gid: str) -> Plan:
     return Plan(gid, fix.action, addition, tuple(changes), noop, fix, collection, name)
 
 
+def _plan_removal(doc: Mapping[str, Any], fix: Fix, gid: str) -> Plan:
+    """Stop referencing a certificate from the settings (the end of an overlap rotation), and
+    drop it from the gateway when nothing else references it then. Never the last reference."""
+    cert = fix.certificate
+    if cert is None:
+        raise PlanError(f"{fix.action.value} without a certificate")
+    collection = _collection_for(doc, fix.action)
+    certs = _list(doc, collection)
+    name = _existing_cert_name(certs, cert)
+    if name is None:
+        return Plan(
+            gid,
+            fix.action,
+            None,
+            (),
+            f"{cert.subject} is no longer on the gateway",
+            fix,
+            collection,
+        )
+    changes = []
+    for entry in _settings_entries(doc, fix.settings):
+        refs = _ref_names(entry, collection)
+        if name.lower() not in {r.lower() for r in refs}:
+            continue
+        if len(refs) < 2:
+            raise PlanError(
+                f"{name} is the only certificate HTTP settings {entry['name']} trusts; "
+                "removing it would leave nothing trusted"
+            )
+        changes.append(
+            SettingsChange(str(entry["name"]), None, None, None, refs, remove_reference=name)
+        )
+    stored = _find_by_name(certs, name)
+    data = _props(stored).get("data") if isinstance(stored, Mapping) else None
+    removed = CertificateAddition(collection, name, str(data or cert.der_b64), cert.sha1.upper())
+    noop = None if changes else f"no HTTP settings references {name} any more"
+    return Plan(
+        gid,
+        fix.action,
+        None,
+        tuple(changes),
+        noop,
+        fix,
+        collection,
+        name,
+        removed_certificate=removed,
+    )
+
+
 def _plan_host_name(doc: Mapping[str, Any], fix: Fix, gid: str) -> Plan:
     host = (fix.host_name or "").strip()
     if not host:
@@ -349,10 +413,15 @@ def apply_plan(doc: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
         assert sprops is not None
         if change.add_reference:
             _add_reference(new, props, sprops, plan, change.add_reference, gid)
+        if change.remove_reference:
+            _remove_reference(sprops, plan.collection or AUTH_CERTS, change.remove_reference, True)
         if change.set_host_name is not None:
             sprops["hostName"] = change.set_host_name
             if sprops.get("pickHostNameFromBackendAddress"):
                 sprops["pickHostNameFromBackendAddress"] = False
+    removed = plan.removed_certificate
+    if removed is not None and not _referenced_anywhere(new, removed):
+        _remove_certificate(props, removed)
     return new
 
 
@@ -385,7 +454,9 @@ def revert_plan(doc: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
         if sprops is None:
             continue  # settings removed since: nothing of ours left there
         if change.add_reference:
-            _remove_reference(sprops, collection, change)
+            _remove_reference(sprops, collection, change.add_reference, change.had_reference_list)
+        if change.remove_reference:
+            _restore_reference(new, props, sprops, plan, change.remove_reference)
         if change.set_host_name is not None and sprops.get("hostName") == change.set_host_name:
             if change.previous_host_name is None:
                 sprops.pop("hostName", None)
@@ -398,16 +469,29 @@ def revert_plan(doc: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
     return new
 
 
-def _remove_reference(sprops: dict[str, Any], collection: str, change: SettingsChange) -> None:
+def _remove_reference(
+    sprops: dict[str, Any], collection: str, name: str, had_reference_list: bool
+) -> None:
     refs = sprops.get(collection)
-    if not isinstance(refs, list) or change.add_reference is None:
+    if not isinstance(refs, list):
         return
-    target = change.add_reference.lower()
+    target = name.lower()
     kept = [r for r in refs if last_segment(str(r.get("id", ""))).lower() != target]
-    if kept or change.had_reference_list:
+    if kept or had_reference_list:
         sprops[collection] = kept
     else:
         sprops.pop(collection, None)
+
+
+def _restore_reference(
+    new: dict[str, Any], props: dict[str, Any], sprops: dict[str, Any], plan: Plan, name: str
+) -> None:
+    """Undo a retirement: the certificate back on the gateway (from the plan) and referenced."""
+    removed = plan.removed_certificate
+    certs = _mutable_list(props, plan.collection or AUTH_CERTS)
+    if _find_by_name(certs, name) is None and removed is not None:
+        certs.append({"name": removed.name, "properties": {"data": removed.data}})
+    _add_reference(new, props, sprops, plan, name, _gateway_id(new, plan.gateway_id))
 
 
 def _referenced_anywhere(doc: Mapping[str, Any], cert: CertificateAddition) -> bool:
@@ -467,6 +551,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         SettingsChange(**{**c, "existing_references": tuple(c.get("existing_references", ()))})
         for c in data.get("settings_changes", ())
     )
+    removed = data.get("removed_certificate")
     return Plan(
         gateway_id=data["gateway_id"],
         action=FixAction(data["action"]),
@@ -476,6 +561,8 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         fix=fix,
         collection=data.get("collection"),
         certificate_ref_name=data.get("certificate_ref_name"),
+        replaces=data.get("replaces"),
+        removed_certificate=CertificateAddition(**removed) if removed else None,
     )
 
 
@@ -483,6 +570,7 @@ __all__ = [
     "AUTH_CERTS",
     "CERT_NAME_PREFIX",
     "MAX_CERTIFICATES",
+    "REMOVALS",
     "TRUSTED_ROOTS",
     "CertificateAddition",
     "Plan",

@@ -117,7 +117,7 @@ def build_proposal(
         f"az network application-gateway show-backend-health --ids {plan.gateway_id}"
     )
     warnings = [DRAINING_WARNING]
-    if plan.certificate is None and plan.certificate_ref_name:
+    if plan.certificate is None and plan.certificate_ref_name and not plan.removed_certificate:
         warnings.append(f"certificate {plan.certificate_ref_name} is already on the gateway")
     return Proposal(
         id=proposal_id or new_proposal_id(now),

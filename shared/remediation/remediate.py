@@ -38,11 +38,14 @@ from shared.core.diagnosis import (
     probe_requests,
     route_hosts,
 )
+from shared.core.expiry import expiring
 from shared.core.gateway import Gateway, parse_gateway
 from shared.core.health import HealthState, ServerHealth, parse_backend_health
+from shared.core.probe_order import slow_first
 from shared.core.report import to_json
 from shared.probe.tls import capture_all, detect_vantage
 from shared.probe.well_known import load_well_known
+from shared.remediation import watch
 from shared.remediation.changelog import (
     ChangeLog,
     ChangeRecord,
@@ -51,6 +54,7 @@ from shared.remediation.changelog import (
     rollback_of,
 )
 from shared.remediation.holds import HoldStore, active_hold, hold_for_rollback
+from shared.remediation.notices import ExpiryNotices
 from shared.remediation.plan import (
     Plan,
     apply_plan,
@@ -130,6 +134,9 @@ class Assessment:
     # could not be read. Read once per run; the diagnosis and the trust checks both use it.
     trusted: tuple[bytes, ...] = ()
     trusted_error: str | None = None
+    # SHA-1s an overlap rotation adds for a next certificate found in the pool or the trusted
+    # source, or given by the operator: they count as fetched (shared.remediation.watch).
+    vouched: frozenset[str] = frozenset()
 
 
 def _issued_chain(top: CertInfo, root_der_b64: str) -> bool:
@@ -165,6 +172,7 @@ class Remediator:
         trusted_certificates: Callable[[], Sequence[bytes]] | None = None,
         notify: Callable[[str, dict[str, Any]], None] | None = None,
         before_write: Callable[[GatewayId, ChangeRecord], None] | None = None,
+        expiry_notices: ExpiryNotices | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
         progress: Progress = no_progress,
@@ -191,6 +199,7 @@ class Remediator:
         self._probe = probe or self._default_probe
         self._trusted = trusted_certificates or (lambda: ())
         self._notify = notify or (lambda kind, event: None)
+        self._expiry_notices = expiry_notices
         self.clock = clock
         self.sleep = sleep
 
@@ -211,7 +220,8 @@ class Remediator:
         self.progress("reading backend health (an ARM operation)")
         health = parse_backend_health(self.arm.backend_health(gid))
         hosts = route_hosts(current.doc)
-        requests = list(dict.fromkeys(probe_requests(gateway, health, hosts=hosts)))
+        # Members the gateway reports as timing out go first: their waits overlap the rest.
+        requests = slow_first(dict.fromkeys(probe_requests(gateway, health, hosts=hosts)), health)
         self.progress(f"probing {len(requests)} backend handshake(s)")
         captures = self._probe(requests)
         trusted, trusted_error = self._read_trusted()
@@ -225,6 +235,15 @@ class Remediator:
             trusted_sources=trusted,
             well_known=self._well_known() if captures else (),
         )
+        soon = expiring(
+            gateway,
+            captures,
+            now=self.clock(),
+            key_vault=trusted,
+            warning_days=int(self.settings["EXPIRY_WARNING_DAYS"]),
+        )
+        diagnosis = replace(diagnosis, expiring=soon)
+        watch.notice_expiring(self, gid, soon)
         return Assessment(current, gateway, health, captures, diagnosis, trusted, trusted_error)
 
     def _well_known(self) -> tuple[CertInfo, ...]:
@@ -250,8 +269,14 @@ class Remediator:
         show: Callable[[FixPreview], None] | None = None,
         dry_run: bool = False,
         trust_local_probe: bool = False,
+        next_certificates: Sequence[bytes] = (),
     ) -> RemediationOutcome:
         """Diagnose the gateway and apply, propose or only report the fixes policy allows.
+
+        Overlap rotation (docs/remediation.md#overlap-rotation): when a backend's next certificate
+        is known (another member presents it, the trusted source holds it, or the operator gives
+        it in `next_certificates`), its trust is added next to the old one like any fix; the end
+        of a recorded overlap, once no backend presents the old certificate, is proposed.
 
         `show` gets each plan's preview (patch, az commands, warnings) before anything is
         written; `dry_run` stops there: nothing is written, no proposal is stored. TLS evidence
@@ -279,7 +304,12 @@ class Remediator:
             gid.id, decision.mode.value, "none", diagnosis=to_json(assessment.diagnosis)
         )
         plans = [p for p in plan_fixes(doc, assessment.diagnosis) if not p.is_noop]
-        if not plans:
+        assessment, rotated = watch.rotation_plans_for(self, gid, assessment, next_certificates)
+        # A fix the diagnosis found for the same change keeps its place and gains `replaces`.
+        plans = [next((r for r in rotated if _same_plan(p, r)), p) for p in plans]
+        plans += [p for p in rotated if not any(_same_plan(p, q) for q in plans)]
+        retire = watch.retirement_plans_for(self, gid, assessment)
+        if not plans and not retire:
             outcome.reason = self._nothing_to_do(assessment.diagnosis)
             return outcome
         results = [
@@ -295,6 +325,10 @@ class Remediator:
                 trust_local_probe=trust_local_probe,
             )
             for plan in plans
+        ]
+        results += [
+            watch.retire(self, gid, assessment, p, decision, requester, show=show, dry_run=dry_run)
+            for p in retire
         ]
         return self._merge(outcome, results)
 
@@ -415,7 +449,7 @@ class Remediator:
         before = assessment.current.doc
         shown = renderings(plan, before, apply_plan(before, plan))
         warnings = [DRAINING_WARNING]
-        if plan.certificate is None and plan.certificate_ref_name:
+        if plan.certificate is None and plan.certificate_ref_name and not plan.removed_certificate:
             warnings.append(f"certificate {plan.certificate_ref_name} is already on the gateway")
         vantage = assessment.diagnosis.vantage
         if vantage is not None and vantage.warning():
@@ -458,7 +492,7 @@ class Remediator:
             fix,
             {"presented_sha1": leaf} if leaf else None,
             generation=assessment.gateway.generation,
-            fetched_from_pool=bool(presented) or signed,
+            fetched_from_pool=bool(presented) or signed or wanted in assessment.vouched,
             now=self.clock(),
             trusted_ders=trusted,
             subject_pattern=self.settings["TRUSTED_SUBJECT_PATTERN"],
@@ -486,7 +520,9 @@ class Remediator:
         findings = to_json(assessment.diagnosis)["findings"]
         names = {n.lower() for n in plan.settings_names}
         evidence = [f for f in findings if str(f.get("settings", "")).lower() in names]
-        cert = plan.fix.certificate if plan.fix else None
+        # A removal (the end of an overlap) adds no certificate: nothing to show as one to add.
+        adds = plan.fix is not None and plan.removed_certificate is None
+        cert = plan.fix.certificate if plan.fix is not None and adds else None
         proposal = build_proposal(
             plan,
             assessment.current.doc,
@@ -1013,6 +1049,10 @@ class RollbackPreview:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _same_plan(a: Plan, b: Plan) -> bool:
+    return _same_change(plan_to_dict(a), plan_to_dict(b))
 
 
 def _same_change(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -90,6 +90,12 @@ def summary(plan: Plan) -> str:
             lines.append(
                 f"- HTTP settings {change.settings_name}: also trust {change.add_reference} "
                 "(existing references stay)"
+                + (f"; it overlaps {plan.replaces} for a rotation" if plan.replaces else "")
+            )
+        if change.remove_reference:
+            lines.append(
+                f"- HTTP settings {change.settings_name}: stop trusting {change.remove_reference} "
+                "(no backend presents it any more; the other references stay)"
             )
         if change.set_host_name is not None:
             prev = change.previous_host_name or "none"
@@ -97,6 +103,12 @@ def summary(plan: Plan) -> str:
                 f"- HTTP settings {change.settings_name}: "
                 f"host name {prev} -> {change.set_host_name}"
             )
+    if plan.removed_certificate is not None:
+        gone = plan.removed_certificate
+        lines.append(
+            f"- remove {_kind(gone.collection)} {gone.name} (SHA-1 {gone.sha1}) "
+            "unless something else references it"
+        )
     return "\n".join(lines)
 
 
@@ -148,9 +160,16 @@ def az_commands(plan: Plan, gateway_id: str) -> list[str]:
         if change.add_reference:
             refs = [*change.existing_references, change.add_reference]
             cmds.append(f"{target} {flag} {_refs_arg(refs)}")
+        if change.remove_reference:
+            gone = change.remove_reference.lower()
+            kept = [r for r in change.existing_references if r.lower() != gone]
+            cmds.append(f"{target} {flag} {_refs_arg(kept)}")
         if change.set_host_name is not None:
             extra = " --host-name-from-backend-pool false" if change.previous_pick_host_name else ""
             cmds.append(f"{target} --host-name {shlex.quote(change.set_host_name)}{extra}")
+    if plan.removed_certificate is not None:
+        name = shlex.quote(plan.removed_certificate.name)
+        cmds.append(f"{_AZ} {group} delete {base} --name {name}")
     return cmds
 
 
@@ -162,9 +181,16 @@ def az_rollback_commands(plan: Plan, gateway_id: str) -> list[str]:
     cmds: list[str] = []
     collection = plan.collection or AUTH_CERTS
     group, flag = _cert_group(collection)
+    if plan.removed_certificate is not None:
+        gone = plan.removed_certificate
+        cert_file = shlex.quote(f"{gone.name}.cer")
+        cmds.append(f"echo {shlex.quote(gone.data)} | base64 -d > {cert_file}")
+        cmds.append(
+            f"{_AZ} {group} create {base} --name {shlex.quote(gone.name)} --cert-file {cert_file}"
+        )
     for change in plan.settings_changes:
         target = f"{_AZ} http-settings update {base} --name {shlex.quote(change.settings_name)}"
-        if change.add_reference:
+        if change.add_reference or change.remove_reference:
             cmds.append(f"{target} {flag} {_refs_arg(change.existing_references)}")
         if change.set_host_name is not None:
             prev = shlex.quote(change.previous_host_name or "")
@@ -186,6 +212,10 @@ def rollback_summary(plan: Plan, change_id: str) -> str:
             lines.append(
                 f"- HTTP settings {change.settings_name}: stop trusting {change.add_reference} "
                 "(other references stay)"
+            )
+        if change.remove_reference:
+            lines.append(
+                f"- HTTP settings {change.settings_name}: trust {change.remove_reference} again"
             )
         if change.set_host_name is not None:
             prev = change.previous_host_name or "none"
@@ -233,8 +263,10 @@ def bicep_fragment(plan: Plan) -> str:
     for change in plan.settings_changes:
         out += ["    {", f"      name: {_bq(change.settings_name)}", "      properties: {"]
         out.append("        // ...existing properties stay")
-        if change.add_reference:
-            refs = [*change.existing_references, change.add_reference]
+        if change.add_reference or change.remove_reference:
+            gone = (change.remove_reference or "").lower()
+            refs = [r for r in change.existing_references if r.lower() != gone]
+            refs += [change.add_reference] if change.add_reference else []
             out.append(f"        {collection}: [")
             for ref in refs:
                 out.append(

@@ -60,6 +60,7 @@ class AppContext:
         from shared.cloud.keyvault import trusted_source
         from shared.remediation.remediate import Remediator
         from shared.service.holds import TableHoldStore
+        from shared.service.expiry_notices import TableExpiryNotices
         from shared.service.notify import notifier
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog
@@ -76,6 +77,7 @@ class AppContext:
             notify=notifier(self.settings),
             before_write=before_write,
             holds=TableHoldStore(storage),
+            expiry_notices=TableExpiryNotices(storage),
         )
 
 

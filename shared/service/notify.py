@@ -36,6 +36,8 @@ EVENTS = {
     # Holds (shared.remediation.holds): what the bot was told to leave alone.
     "hold_set": "Hold set",
     "hold_released": "Hold released",
+    # The expiry watch: a certificate the gateway relies on or is presented entered the window.
+    "expiring": "Certificate expiring",
 }
 _FACTS = (
     ("gateway", "Gateway"),
@@ -48,6 +50,7 @@ _FACTS = (
     ("hold", "Hold"),
     ("by", "By"),
     ("reason", "Reason"),
+    ("not_after", "Not after"),
 )
 _SLACK_TEXT_MAX = 2900  # section text limit is 3000 characters
 

@@ -13,19 +13,27 @@
    creates or joins a fix job when a backend is not healthy.
 
 Ledger layout: `check/<sha256(gateway)>` holds {gateway_id, state (queued|running|done), sweep,
-queued_at, updated_at, result (healthy|unhealthy|probe|busy|failed|gone), job_id, reason}.
+queued_at, updated_at, result (healthy|unhealthy|probe|busy|failed|gone), job_id, reason,
+watch_due}.
+
+The expiry watch (docs/operations.md#expiry-watch-and-rotation): once every WATCH_EVERY a healthy
+gateway gets a fix job too, whose run lists and notifies expiring certificates, adds a known next
+certificate's trust and proposes the end of an overlap. A gateway first seen is first watched at a
+moment spread over the next WATCH_EVERY by its id (`watch_due`), so a fleet does not all come due
+in one sweep.
 Claims are conditional (insert, or ETag-guarded update of a finished or stale check), so two
 sweeps never both queue one gateway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +50,8 @@ log = logging.getLogger(__name__)
 CHECK_PARTITION = "check"
 # A check queued or running this long lost its message (or its worker): the next sweep claims it.
 STALE_AFTER = timedelta(hours=1)
+# How often the expiry watch runs a healthy gateway's fix job (its diagnosis reads certificates).
+WATCH_EVERY = timedelta(hours=24)
 _TRANSACTION_LIMIT = 100  # Table transactions: 100 operations, one partition
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -52,6 +62,7 @@ class Target:
 
     gid: GatewayId
     location: str = ""
+    watch: bool = False  # the expiry watch is due: a healthy gateway gets a fix job as well
 
     @property
     def group(self) -> tuple[str, str]:
@@ -174,23 +185,42 @@ def _in_scope(key: str, prefixes: list[str]) -> bool:
     return any(key == p or key.startswith(p + "/") for p in prefixes)
 
 
+def watch_offset(gid: GatewayId) -> timedelta:
+    """Where in WATCH_EVERY a gateway's watch falls, fixed by its id (spreads a fleet)."""
+    digest = hashlib.sha256(gid.key.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % int(WATCH_EVERY.total_seconds()))
+
+
+def next_watch(gid: GatewayId, due: datetime | None, now: datetime) -> tuple[bool, datetime]:
+    """(is the watch due now, when it is due next). Never seen: due at an offset from now."""
+    if not isinstance(due, datetime):
+        return False, now + watch_offset(gid)
+    if now < due:
+        return False, due
+    periods = (now - due) // WATCH_EVERY + 1
+    return True, due + periods * WATCH_EVERY
+
+
 def check_messages(targets: Iterable[Target], sweep: str) -> Iterator[dict[str, Any]]:
     """One batch message per ≤50 gateways of one subscription and region; a gateway with no
     known region gets a probe message (the metrics batch needs the region)."""
     groups: dict[tuple[str, str], list[Target]] = {}
     for target in targets:
         if not target.location:
-            yield {"sweep": sweep, "kind": "probe", "gateway": target.gid.id, "reason": "no-region"}
+            message = {"sweep": sweep, "kind": "probe", "gateway": target.gid.id}
+            yield {**message, "reason": "no-region", **({"watch": True} if target.watch else {})}
             continue
         groups.setdefault(target.group, []).append(target)
     for (_, region), members in sorted(groups.items()):
         for start in range(0, len(members), METRICS_BATCH_LIMIT):
             chunk = members[start : start + METRICS_BATCH_LIMIT]
+            watch = [t.gid.id for t in chunk if t.watch]
             yield {
                 "sweep": sweep,
                 "kind": "batch",
                 "region": region,
                 "gateways": [t.gid.id for t in chunk],
+                **({"watch": watch} if watch else {}),
             }
 
 
@@ -214,7 +244,7 @@ class CheckLedger:
             rows = self._table.query_entities(
                 "PartitionKey eq @pk",
                 parameters={"pk": CHECK_PARTITION},
-                select=["RowKey", "state", "sweep", "updated_at"],
+                select=["RowKey", "state", "sweep", "updated_at", "watch_due"],
             )
             return {row["RowKey"]: row for row in rows}
 
@@ -237,6 +267,9 @@ class CheckLedger:
         ops: list[tuple[Target, tuple[Any, ...]]] = []
         for target in targets:
             row = gateway_hash(target.gid)
+            old = existing.get(row)
+            watch, due = next_watch(target.gid, old.get("watch_due") if old else None, now)
+            target = replace(target, watch=watch)
             entity = {
                 "PartitionKey": CHECK_PARTITION,
                 "RowKey": row,
@@ -248,8 +281,8 @@ class CheckLedger:
                 "result": "",
                 "job_id": "",
                 "reason": "",
+                "watch_due": due,
             }
-            old = existing.get(row)
             if old is None:
                 ops.append((target, ("create", entity)))
                 continue
@@ -353,10 +386,18 @@ def parse_check(body: str) -> dict[str, Any]:
         ):
             raise BotError("a batch check names 1 to 50 gateways and a region")
         data["gateways"] = [parse_gateway_id(g) for g in gateways]
+        watch = data.get("watch", [])
+        if not isinstance(watch, list) or not {str(w).lower() for w in watch} <= {
+            g.lower() for g in gateways
+        }:
+            raise BotError("a batch check's watch list names some of its gateways")
+        data["watch"] = {parse_gateway_id(str(w)).key for w in watch}
     elif data.get("kind") == "probe":
         if not isinstance(data.get("gateway"), str):
             raise BotError("a probe check names one gateway")
         data["gateway"] = parse_gateway_id(data["gateway"])
+        if not isinstance(data.get("watch", False), bool):
+            raise BotError("a probe check's watch is true or false")
     else:
         raise BotError(f"unknown check kind {data.get('kind')!r}")
     return data
@@ -390,8 +431,17 @@ def _check_batch(ctx: AppContext, message: dict[str, Any]) -> dict[str, Any]:
     unhealthy = [g for g in gids if (peaks.get(g.id) or 0) > 0]
     unknown = [g for g in gids if peaks.get(g.id) is None]
     done: dict[str, Any] = {"healthy": [g.id for g in healthy], "unhealthy": [], "probe": []}
-    if healthy:
-        ledger.finish(healthy, "healthy", reason="UnhealthyHostCount 0")
+    watched = [g for g in healthy if g.key in message["watch"]]
+    if len(watched) < len(healthy):
+        ledger.finish(
+            [g for g in healthy if g.key not in message["watch"]],
+            "healthy",
+            reason="UnhealthyHostCount 0",
+        )
+    for gid in watched:
+        with log_context(gateway=gid.name):
+            job_id = _queue_fix(ctx, gid)
+            ledger.finish([gid], "healthy", job_id=job_id, reason="UnhealthyHostCount 0; watch")
     for gid in unhealthy:
         with log_context(gateway=gid.name):
             job_id = _queue_fix(ctx, gid)
@@ -399,9 +449,9 @@ def _check_batch(ctx: AppContext, message: dict[str, Any]) -> dict[str, Any]:
             ledger.finish([gid], "unhealthy", job_id=job_id, reason=reason)
             done["unhealthy"].append(gid.id)
     for gid in unknown:
-        ledger.enqueue(
-            {"sweep": message["sweep"], "kind": "probe", "gateway": gid.id, "reason": "no-data"}
-        )
+        probe = {"sweep": message["sweep"], "kind": "probe", "gateway": gid.id}
+        watch = {"watch": True} if gid.key in message["watch"] else {}
+        ledger.enqueue({**probe, "reason": "no-data", **watch})
         done["probe"].append(gid.id)
     return done
 
@@ -443,7 +493,12 @@ def _probe(ctx: AppContext, message: dict[str, Any]) -> str:
         finally:
             lease.release()
         if all(h.health is HealthState.HEALTHY for h in health):
-            ledger.finish([gid], "healthy", reason=f"backend health ({message.get('reason')})")
+            reason = f"backend health ({message.get('reason')})"
+            if message.get("watch"):
+                job_id = _queue_fix(ctx, gid)  # the expiry watch (module docstring)
+                ledger.finish([gid], "healthy", job_id=job_id, reason=f"{reason}; watch")
+            else:
+                ledger.finish([gid], "healthy", reason=reason)
             return "healthy"
         job_id = _queue_fix(ctx, gid)
         ledger.finish([gid], "unhealthy", job_id=job_id, reason="backend health")

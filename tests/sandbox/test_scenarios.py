@@ -43,6 +43,7 @@ BUILTINS = [
     "ilb-ase-v2-nosni",
     "ilb-ase-v2-root",
     "multi",
+    "rotation-v2",
 ]
 V1_TIERS = {"Standard", "WAF"}
 
