@@ -104,8 +104,8 @@ def local_remediator(
     credential = make_credential(settings)
     storage = app_storage(env)
     if storage is not None:
-        from shared.service.holds import TableHoldStore
         from shared.service.expiry_notices import TableExpiryNotices
+        from shared.service.holds import TableHoldStore
         from shared.service.lease import GatewayLease
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog

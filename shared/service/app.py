@@ -59,8 +59,8 @@ class AppContext:
         from shared.cloud.arm import ArmClient, make_credential
         from shared.cloud.keyvault import trusted_source
         from shared.remediation.remediate import Remediator
-        from shared.service.holds import TableHoldStore
         from shared.service.expiry_notices import TableExpiryNotices
+        from shared.service.holds import TableHoldStore
         from shared.service.notify import notifier
         from shared.service.proposals_blob import BlobProposalStore
         from shared.service.table_changelog import TableChangeLog
