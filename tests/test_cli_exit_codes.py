@@ -17,7 +17,7 @@ from importlib import import_module
 from pathlib import Path
 
 import pytest
-from test_remediate_sandbox import FAST, Factory, control, put_count
+from test_remediate_sandbox import ALICE, BOB, FAST, Factory, control, put_count
 
 from sandbox.runtime import SandboxHandle
 from tests.cli_process import ROOT, run_cli
@@ -60,13 +60,13 @@ def test_fix_whose_update_fails_exits_1_and_a_proposal_exits_3(
     added = run(tmp_path, "holds", "add", "--gateway-id", gid, "--reason", "freeze", "--quiet")
     assert added.returncode == 0 and "added hold-" in added.stdout, added.stderr
     hold = added.stdout.split()[1].rstrip(":")
-    held = run(tmp_path, "proposals", "approve", pid, "--as-user", "bob", "--format", "json")
+    held = run(tmp_path, "proposals", "approve", pid, "--as-user", BOB, "--format", "json")
     assert held.returncode == 3, held.stderr
     assert (one_json(held)["action"], one_json(held)["hold"]) == ("held", hold)
     assert put_count(v1) == 0
-    released = run(tmp_path, "holds", "release", hold, "--yes", "--as-user", "alice")
+    released = run(tmp_path, "holds", "release", hold, "--yes", "--as-user", ALICE)
     assert released.returncode == 0, released.stderr
-    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", "bob", "--format", "json")
+    rejected = run(tmp_path, "proposals", "reject", pid, "--as-user", BOB, "--format", "json")
     assert rejected.returncode == 0 and one_json(rejected)["status"] == "rejected"
 
     gateways = run(tmp_path, "gateways", "list", "--format", "json")

@@ -102,7 +102,9 @@ def _holds(args: argparse.Namespace) -> int:
 
 
 def _check_approver(me: str, approvers: Any) -> None:
-    allowed = {a.strip().lower() for a in approvers}
+    from shared.common.identity import approver_ids
+
+    allowed = approver_ids(approvers)
     if not allowed:
         raise InputError("releasing a hold needs an approver: APPROVERS is empty, set it")
     if me.strip().lower() not in allowed:

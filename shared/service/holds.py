@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.common.errors import InputError
+from shared.common.identity import approver_ids
 from shared.common.ids import parse_gateway_id
 from shared.remediation.holds import Hold, HoldNotFound, active_hold, released
 from shared.service.api import ApiResponse, _check_scope, _json_body, error, guarded
@@ -127,8 +128,7 @@ def handle_release_hold(
         if "origin" in lowered or lowered.get("sec-fetch-site", "none") not in {"none", ""}:
             return error(403, "CrossSiteRequest", "release holds with the CLI or an API client")
         _json_body(body, required=False)
-        approvers = {a.strip().lower() for a in ctx.settings["APPROVERS"]}
-        if caller.strip().lower() not in approvers:
+        if caller.strip().lower() not in approver_ids(ctx.settings["APPROVERS"]):
             return ApiResponse(
                 403,
                 {

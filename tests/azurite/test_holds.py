@@ -14,17 +14,19 @@ import subprocess
 from pathlib import Path
 
 from sandbox.alerts import common_alert
+from sandbox.easyauth import principal_headers
 from tests.cli_process import run_cli
 
 from .conftest import BotApp, Factory
 
-ALICE = "alice@contoso.com"
-BOB = "bob@contoso.com"
+# Approvers are Entra object ids (the oid claim App Service Authentication passes on).
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
 AUTH = {"easy_auth": True, "WEBSITE_AUTH_ENABLED": "True"}
 
 
 def _as(user: str) -> dict[str, str]:
-    return {"x-ms-client-principal-name": user}
+    return principal_headers(user)
 
 
 def cli(app: BotApp, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
