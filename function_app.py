@@ -62,7 +62,9 @@ def alerts(req: func.HttpRequest) -> func.HttpResponse:
     """Azure Monitor action group (Azure Function receiver, common alert schema)."""
     from shared.service.api import handle_alert
 
-    return _respond(handle_alert(_context(), req.get_body(), req.headers.get("Content-Type")))
+    return _guarded(
+        lambda: handle_alert(_context(), req.get_body(), req.headers.get("Content-Type"))
+    )
 
 
 @app.route(
@@ -91,21 +93,21 @@ def gateway_action(req: func.HttpRequest) -> func.HttpResponse:
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     from shared.service.api import handle_get_job
 
-    return _respond(handle_get_job(_context(), req.route_params.get("id", "")))
+    return _guarded(lambda: handle_get_job(_context(), req.route_params.get("id", "")))
 
 
 @app.route(route="proposals", methods=["GET"])
 def list_proposals(req: func.HttpRequest) -> func.HttpResponse:
     from shared.service.api import handle_list_proposals
 
-    return _respond(handle_list_proposals(_context(), req.params.get("status")))
+    return _guarded(lambda: handle_list_proposals(_context(), req.params.get("status")))
 
 
 @app.route(route="proposals/{id}", methods=["GET"])
 def get_proposal(req: func.HttpRequest) -> func.HttpResponse:
     from shared.service.api import handle_get_proposal
 
-    return _respond(handle_get_proposal(_context(), req.route_params.get("id", "")))
+    return _guarded(lambda: handle_get_proposal(_context(), req.route_params.get("id", "")))
 
 
 @app.route(route="proposals/{id}/review", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -161,7 +163,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     """The newest jobs, optionally of one gateway (?gateway=<resource id>)."""
     from shared.service.api import handle_list_jobs
 
-    return _respond(handle_list_jobs(_context(), req.params.get("gateway")))
+    return _guarded(lambda: handle_list_jobs(_context(), req.params.get("gateway")))
 
 
 @app.route(route="changes", methods=["GET"])
@@ -169,14 +171,14 @@ def list_changes(req: func.HttpRequest) -> func.HttpResponse:
     """Changes the bot made and their rollbacks (?gateway=<resource id>), newest first."""
     from shared.service.api import handle_list_changes
 
-    return _respond(handle_list_changes(_context(), req.params.get("gateway")))
+    return _guarded(lambda: handle_list_changes(_context(), req.params.get("gateway")))
 
 
 @app.route(route="changes/{id}", methods=["GET"])
 def get_change(req: func.HttpRequest) -> func.HttpResponse:
     from shared.service.api import handle_get_change
 
-    return _respond(handle_get_change(_context(), req.route_params.get("id", "")))
+    return _guarded(lambda: handle_get_change(_context(), req.route_params.get("id", "")))
 
 
 @app.route(route="changes/{id}/rollback", methods=["POST"])
@@ -196,8 +198,8 @@ def list_holds(req: func.HttpRequest) -> func.HttpResponse:
     """Holds (?gateway=<resource id>&status=active|released|expired|all), oldest first."""
     from shared.service.holds import handle_list_holds
 
-    return _respond(
-        handle_list_holds(_context(), req.params.get("gateway"), req.params.get("status"))
+    return _guarded(
+        lambda: handle_list_holds(_context(), req.params.get("gateway"), req.params.get("status"))
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from shared.common.errors import BotError, InputError, OutOfScopeError
+from shared.common.errors import BotError, InputError, OutOfScopeError, SettingsError
 from shared.common.ids import GatewayId, gateway_id, in_scope, parse_gateway_id
 from shared.common.settings import Mode
 from shared.service.alerts import AlertEvent, parse_alert
@@ -71,6 +71,11 @@ def guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
         return error(400, "BadRequest", str(exc))
     except RecursionError:  # input nested deeper than any parser or walker here can follow
         return error(400, "BadRequest", "input is nested too deeply")
+    except (
+        SettingsError
+    ) as exc:  # the app's own configuration: the operator's to fix, not the caller's
+        log.error("the function app's settings are invalid: %s", exc)
+        return error(500, "ConfigurationError", f"the function app's settings are invalid: {exc}")
     except BotError as exc:
         return error(409, "Conflict", str(exc))
     except Exception:

@@ -457,3 +457,16 @@ def test_one_alert_queues_at_most_max_targets_per_alert_jobs(bot_app: Factory) -
     [row] = app.alert_rows()
     assert row["targets"] == 1500  # every target is still counted on the alert's row
     assert app.puts() == []
+
+
+def test_invalid_settings_answer_a_json_500_that_names_the_setting(bot_app: Factory) -> None:
+    # A name where APPROVERS wants object ids: the app cannot load its settings. Every HTTP
+    # route answers JSON naming the setting (not the host's empty 500), and nothing is queued.
+    app = bot_app("ilb-ase-v1", APPROVERS="alice@contoso.com")
+    reply = app.post_alert(common_alert(app.gateway_id, alert_id="bad-settings"))
+    assert reply.status == 500, reply.body
+    error = reply.json()["error"]
+    assert error["code"] == "ConfigurationError" and "APPROVERS" in error["message"], error
+    listed = app.call("GET", "proposals")
+    assert listed.status == 500 and listed.json()["error"]["code"] == "ConfigurationError"
+    assert app.puts() == []
