@@ -22,6 +22,8 @@ from shared.common.settings import load_settings
 from shared.core.health import parse_backend_health
 from shared.remediation.plan import TRUSTED_ROOTS, certificate_name
 from tests.test_remediate_sandbox import (
+    ALICE,
+    BOB,
     Factory,
     cert_names,
     make_remediator,
@@ -90,7 +92,7 @@ def test_overlap_rotation_keeps_both_roots_until_no_backend_presents_the_old_one
     assert put_count(handle) == 1
 
     # 4. A second person approves: the old root leaves the settings and the gateway.
-    done = bot.approve(third.proposal, "bob")
+    done = bot.approve(third.proposal, BOB)
     assert done.action == "applied" and done.verified is True, done.reason
     assert trusted(handle) == [new_root]
     assert cert_names(stored(handle), TRUSTED_ROOTS) == [new_root]
@@ -109,14 +111,14 @@ def test_next_certificate_from_the_operator_is_trusted_next_to_the_old_one(
     gid = handle.gateway_ids[0]
     nxt = [handle.certs["app-2026"].der(), handle.certs["new-root"].der()]
 
-    dry = bot.fix(gid, requester="alice", dry_run=True, next_certificates=nxt)
+    dry = bot.fix(gid, requester=ALICE, dry_run=True, next_certificates=nxt)
     assert dry.arm_writes == 0 and put_count(handle) == 0
 
-    outcome = bot.fix(gid, requester="alice", next_certificates=nxt)
+    outcome = bot.fix(gid, requester=ALICE, next_certificates=nxt)
     # A v2 root is applied automatically only with a Key Vault trusted source: proposed.
     assert outcome.action == "proposed", outcome.reason
     assert outcome.plan and outcome.plan["replaces"] == "contoso-root-2016"
-    done = bot.approve(str(outcome.proposal), "bob")
+    done = bot.approve(str(outcome.proposal), BOB)
     assert done.action == "applied", done.reason
     new_root = certificate_name(handle.certs["new-root"].thumbprint())
     assert trusted(handle) == ["contoso-root-2016", new_root]
