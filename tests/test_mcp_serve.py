@@ -15,21 +15,12 @@ import pytest
 
 from sandbox.easyauth import APPROVER
 from tests.mcp_client import WEBHOOK, call, mcp_session, mcp_sse_session
+from tests.mcp_contract import TOOL_NAMES
 from tests.serve_process import Served, start_served
 
 pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.sandbox]
 
-TOOLS = {
-    "list_unhealthy_gateways",
-    "diagnose_gateway",
-    "get_job",
-    "export_backend_certificate",
-    "preview_fix",
-    "propose_fix",
-    "get_proposal",
-    "list_changes",
-    "preview_rollback",
-}
+TOOLS = set(TOOL_NAMES)
 
 
 def _post(served: Served, headers: dict[str, str]) -> int:

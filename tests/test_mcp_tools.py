@@ -11,18 +11,9 @@ import pytest
 from sandbox.mcp_host import input_schema, tool_result
 from shared.service.mcp_tools import BY_NAME, TOOLS, ToolError, ToolOutcome, _arguments
 from shared.service.mcp_tools import parse_context as parse
+from tests.mcp_contract import TOOL_NAMES
 
-NAMES = [
-    "list_unhealthy_gateways",
-    "diagnose_gateway",
-    "get_job",
-    "export_backend_certificate",
-    "preview_fix",
-    "propose_fix",
-    "get_proposal",
-    "list_changes",
-    "preview_rollback",
-]
+NAMES = TOOL_NAMES
 
 
 def test_the_nine_tools_and_their_required_arguments() -> None:

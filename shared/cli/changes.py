@@ -10,8 +10,6 @@ from typing import Any
 from shared.cli.main import register
 from shared.cli.output import emit
 from shared.common.settings import load_settings
-from shared.remediation.plan import plan_from_dict
-from shared.remediation.render import az_rollback_commands, rollback_summary
 
 
 def _changes_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +26,7 @@ def _changes(args: argparse.Namespace) -> int:
     from shared.cli.wiring import change_log, hold_store
     from shared.common.errors import InputError
     from shared.common.ids import parse_gateway_id
-    from shared.remediation.changelog import change_view, history
+    from shared.remediation.changelog import change_detail, history
     from shared.service.holds import holds_of_change
 
     settings = load_settings()
@@ -49,14 +47,7 @@ def _changes(args: argparse.Namespace) -> int:
     change = log.get(args.id)
     if change is None:
         raise InputError(f"no change {args.id[:80]!r} in {log.describe()}")
-    view = change_view(change, log.for_gateway(change.gateway_id))
-    view["plan"] = change.plan
-    if change.kind == "apply":
-        plan = plan_from_dict(change.plan)
-        view["undo"] = {
-            "summary": rollback_summary(plan, change.id),
-            "az": az_rollback_commands(plan, change.gateway_id),
-        }
+    view = change_detail(change, log.for_gateway(change.gateway_id))
     view["holds"] = holds_of_change(hold_store(settings), change.id, change.gateway_id)
     if args.format == "json":
         emit(view)

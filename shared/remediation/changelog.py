@@ -157,6 +157,23 @@ def rollback_of(records: list[ChangeRecord], change_id: str) -> ChangeRecord | N
     return None
 
 
+def change_detail(record: ChangeRecord, records: list[ChangeRecord]) -> dict[str, Any]:
+    """`change_view` plus the plan and, for an applied change, how to undo it (summary and `az`
+    commands): `changes show` and GET /api/changes/{id}."""
+    from shared.remediation.plan import plan_from_dict
+    from shared.remediation.render import az_rollback_commands, rollback_summary
+
+    view = change_view(record, records)
+    view["plan"] = record.plan
+    if record.kind == "apply":
+        plan = plan_from_dict(record.plan)
+        view["undo"] = {
+            "summary": rollback_summary(plan, record.id),
+            "az": az_rollback_commands(plan, record.gateway_id),
+        }
+    return view
+
+
 def change_view(record: ChangeRecord, records: list[ChangeRecord]) -> dict[str, Any]:
     """The JSON form of a change for `changes list|show` and /api/changes (docs/operations.md)."""
     plan = record.plan or {}

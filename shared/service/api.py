@@ -441,25 +441,15 @@ def _find_change(ctx: AppContext, change_id: str) -> tuple[Any, list[Any]] | Non
 
 def handle_get_change(ctx: AppContext, change_id: str) -> ApiResponse:
     """GET /api/changes/{id}: the change, its plan and what a rollback would remove."""
-    from shared.remediation.changelog import change_view
-    from shared.remediation.plan import plan_from_dict
-    from shared.remediation.render import az_rollback_commands, rollback_summary
+    from shared.remediation.changelog import change_detail
+    from shared.service.holds import TableHoldStore, holds_of_change
 
     def run() -> ApiResponse:
         found = _find_change(ctx, change_id)
         if found is None:
             return error(404, "NotFound", f"no change {change_id[:80]!r}")
         change, records = found
-        view = change_view(change, records)
-        view["plan"] = change.plan
-        if change.kind == "apply":
-            plan = plan_from_dict(change.plan)
-            view["undo"] = {
-                "summary": rollback_summary(plan, change.id),
-                "az": az_rollback_commands(plan, change.gateway_id),
-            }
-        from shared.service.holds import TableHoldStore, holds_of_change
-
+        view = change_detail(change, records)
         view["holds"] = holds_of_change(TableHoldStore(ctx.storage), change.id, change.gateway_id)
         return ApiResponse(200, view)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sandbox.funcrunner import REPO_ROOT, compile_route
+from tests.mcp_contract import TOOL_NAMES
 
 _INDEX = """
 import json
@@ -91,20 +92,7 @@ def test_every_function_is_declared(bindings: dict[str, list[dict[str, Any]]]) -
 
 
 # The MCP tools (Functions MCP extension): one mcpToolTrigger each, named mcp_<tool>.
-MCP_FUNCTIONS = {
-    f"mcp_{tool}"
-    for tool in (
-        "list_unhealthy_gateways",
-        "diagnose_gateway",
-        "get_job",
-        "export_backend_certificate",
-        "preview_fix",
-        "propose_fix",
-        "get_proposal",
-        "list_changes",
-        "preview_rollback",
-    )
-}
+MCP_FUNCTIONS = {f"mcp_{tool}" for tool in TOOL_NAMES}
 
 
 @pytest.mark.parametrize("name", sorted(MCP_FUNCTIONS))
