@@ -274,6 +274,47 @@ def test_v2_the_chain_under_sni_is_trusted_through_the_uploaded_root(
     assert "it names the cause default_certificate_without_sni" in page
 
 
+def test_v2_a_chain_without_its_root_is_judged_by_the_chain_the_diagnosis_built(
+    pki: Pki, servers: list[TlsServer]
+) -> None:
+    # Backends rarely send their root. The stored evidence has no signatures to check, but the
+    # diagnosis built the path with the certificates themselves: the page shows its verdict.
+    backend = TlsServer([pki.ilb_default], {APP_HOST: [pki.app, pki.intermediate]}).start()
+    servers.append(backend)
+    doc = v2_doc(backend.port, roots=[pki.root], listeners={"ase-https": APP_HOST})
+    ev = _findings(run(doc, v2_health(V2_INTERMEDIATE)))[0]["evidence"]
+    built = ev["alternative_chain"]
+    assert built["status"] == "trusted" and built["anchor_source"] == "trusted_root"
+    assert [p["presented"] for p in built["path"]] == [True, True, False]
+    chain = ev["captures"]["alternative"]["chain"]
+    assert chain_trust(chain, ev["allow_listed"], "v2").verdict == "unknown"  # JSON alone
+    under_sni = chain_trust(chain, ev["allow_listed"], "v2", built=built)
+    assert under_sni.headline() == "trusted through root-0 (trusted root)"
+    assert "not sent by the backend" in under_sni.reason
+    page = render_review(
+        _proposal(evidence=[{"evidence": ev, "health": "Unhealthy"}], plan={}),
+        caller=ALICE,
+        token="t",
+        refusal=None,
+        job=None,
+        nonce="n",
+    )
+    assert "trusted through root-0 (trusted root)" in page
+
+    # Without the intermediate the path stops: not trusted, and the page says which issuer.
+    leaf_only = TlsServer([pki.ilb_default], {APP_HOST: [pki.app]}).start()
+    servers.append(leaf_only)
+    doc = v2_doc(leaf_only.port, roots=[pki.root], listeners={"ase-https": APP_HOST})
+    ev = _findings(run(doc, v2_health(V2_INTERMEDIATE)))[0]["evidence"]
+    stopped = chain_trust(
+        ev["captures"]["alternative"]["chain"],
+        ev["allow_listed"],
+        "v2",
+        built=ev["alternative_chain"],
+    )
+    assert stopped.verdict == "untrusted" and "was not sent" in stopped.reason
+
+
 def test_v2_an_intermediate_uploaded_as_root_anchors_nothing(
     pki: Pki, servers: list[TlsServer]
 ) -> None:

@@ -138,8 +138,14 @@ def finding_evidence(f: Facts, verdict: Verdict) -> dict[str, Any]:
         "captures": {"gateway": _capture_json(f.gw_cap), "alternative": _capture_json(f.alt_cap)},
         "allow_listed": _allow_listed(f),
         "probe_log_kind": f.kind.value,
-        # v2: the path the gateway builds from the presented chain (shared.core.chain).
+        # v2: the path the gateway builds from each presented chain (shared.core.chain): the
+        # gateway's own handshake, and the one under the alternative SNI.
         "gateway_chain": chain_json(f.gateway_chain(), f.now) if f.chain and not f.v1 else None,
+        "alternative_chain": (
+            chain_json(f.gateway_chain(f.alt_cap.chain), f.now)
+            if f.alt_cap is not None and f.alt_cap.chain and not f.v1
+            else None
+        ),
         "trust": verdict.trust,
         "explanation": verdict.explanation,
     }

@@ -67,6 +67,7 @@ def chain_html(
     gen: str | None,
     *,
     healthy: bool = False,
+    built: Mapping[str, Any] | None = None,
 ) -> str:
     if not capture:
         return '<p class="muted">No capture.</p>'
@@ -76,7 +77,7 @@ def chain_html(
     chain = [c for c in capture.get("chain") or [] if isinstance(c, Mapping)]
     if not chain:
         return '<p class="muted">The backend presented no certificate.</p>'
-    trust = chain_trust(chain, allow_listed, gen, healthy=healthy)
+    trust = chain_trust(chain, allow_listed, gen, healthy=healthy, built=built)
     return _trust_line(trust) + "".join(cert_card(c, verdict=trust.verdict) for c in chain)
 
 
@@ -103,6 +104,12 @@ def _allowed_card(ref: Mapping[str, Any]) -> str:
     return f'<p class="muted">{e(note)}</p>{card}'
 
 
+def _built(ev: Mapping[str, Any], which: str) -> Mapping[str, Any] | None:
+    """The chain the diagnosis built for one capture (v2 evidence), if the evidence has it."""
+    value = ev.get(f"{which}_chain")
+    return value if isinstance(value, Mapping) else None
+
+
 def _finding(finding: Mapping[str, Any], action: str | None) -> str:
     raw = finding.get("evidence")
     ev: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
@@ -127,7 +134,10 @@ def _finding(finding: Mapping[str, Any], action: str | None) -> str:
     )
     columns = [
         "<div><h3>Presented by the backend to the gateway</h3>"
-        f"{chain_html(gateway_capture, allow or {}, gen, healthy=healthy)}</div>",
+        + chain_html(
+            gateway_capture, allow or {}, gen, healthy=healthy, built=_built(ev, "gateway")
+        )
+        + "</div>",
         "<div><h3>Allow-listed on these settings</h3>"
         + (
             "".join(_allowed_card(c) for c in listed)
@@ -140,7 +150,8 @@ def _finding(finding: Mapping[str, Any], action: str | None) -> str:
         # Only the gateway's own handshake is what backend health judged.
         columns.append(
             f"<div><h3>Presented under SNI {e(alternative.get('sni'))}</h3>"
-            f"{chain_html(alternative, allow or {}, gen)}</div>"
+            + chain_html(alternative, allow or {}, gen, built=_built(ev, "alternative"))
+            + "</div>"
         )
     link = probe_log_link(finding)
     title = f"{finding.get('pool')} ~ {finding.get('settings')} \u2192 {finding.get('server')}"

@@ -7,10 +7,12 @@ can show, through the predicates of `shared.core.certs`, and says "cannot tell" 
 too little (docs/sources.md#backend-trust):
 
 - v1 allow-lists authentication certificates by the presented leaf's public key;
-- v2 trusts a chain that ends at a trusted root on the settings: the root's thumbprint is in the
-  presented chain (only a self-signed CA root anchors anything); a root that is not in the chain
-  would have to be checked by signature, which needs the DER, so a chain whose top names a
-  trusted root as its issuer is "cannot tell", not "trusted";
+- v2: the diagnosis built each presented chain's path with the certificates themselves
+  (evidence `gateway_chain` and `alternative_chain`, shared.core.chain), signatures and a root the
+  backend did not send included; where the evidence has it, that path decides. Older evidence
+  without it: the root's thumbprint must be in the presented chain (only a self-signed CA root
+  anchors anything), and a chain whose top merely names a trusted root as its issuer is "cannot
+  tell", not "trusted";
 - v2 settings with no trusted root trust the well-known CA store, of which the bot holds no
   copy: trusted only when backend health itself says the server is healthy.
 """
@@ -110,16 +112,21 @@ def chain_trust(
     gen: str | None,
     *,
     healthy: bool = False,
+    built: Mapping[str, Any] | None = None,
 ) -> ChainTrust:
     """The gateway's verdict on `chain` (leaf first) under these settings' allow-list.
     `healthy`: backend health says this chain's server is healthy (used only for the well-known
-    CA store, which the bot cannot check)."""
+    CA store, when the diagnosis did not check it). `built`: the path the diagnosis built from
+    this chain with the certificates themselves (evidence `gateway_chain` or
+    `alternative_chain`); when given, it decides v2, signatures and all."""
     certs = [c for c in chain if isinstance(c, Mapping)]
     if not certs:
         return ChainTrust(UNKNOWN, "no certificate was presented")
     infos = [_info(c) for c in certs]
     if gen == "v1":
         return _v1(infos, allow_listed.get("authentication_certificates") or [])
+    if gen == "v2" and built and built.get("path"):
+        return _built(built, allow_listed.get("trusted_root_certificates") or [])
     if gen == "v2":
         return _v2(infos, allow_listed.get("trusted_root_certificates") or [], healthy)
     return ChainTrust(UNKNOWN, "the evidence does not say which allow-list applies")
@@ -148,6 +155,45 @@ def _v1(infos: list[CertInfo], refs: Sequence[Mapping[str, Any]]) -> ChainTrust:
         UNTRUSTED,
         "the leaf's public key matches no authentication certificate on these settings",
     )
+
+
+def _built(built: Mapping[str, Any], refs: Sequence[Mapping[str, Any]]) -> ChainTrust:
+    """The verdict of the chain the diagnosis built (shared.core.chain's JSON)."""
+    path = [p for p in built.get("path") or [] if isinstance(p, Mapping)]
+    top = path[-1] if path else {}
+    status = built.get("status")
+    if status == "trusted":
+        sha1 = str(top.get("sha1") or "").upper()
+        if built.get("anchor_source") == "well_known":
+            return ChainTrust(
+                TRUSTED,
+                f"the chain ends at {top.get('subject')}, a root of the well-known CA store",
+                through="the well-known CA store",
+                through_kind=WELL_KNOWN,
+                anchor=sha1,
+            )
+        name = next(
+            (r.get("name") for r in refs if str(r.get("sha1") or "").upper() == sha1),
+            top.get("subject"),
+        )
+        sent = "" if top.get("presented") else " (not sent by the backend; the gateway holds it)"
+        return ChainTrust(
+            TRUSTED,
+            f"the chain ends at {top.get('subject')}, trusted root {name}{sent}",
+            through=str(name),
+            through_kind=ROOT,
+            anchor=sha1,
+        )
+    if status == "incomplete":
+        why = (
+            f"the chain stops at {top.get('subject')}: its issuer {built.get('missing_issuer')} "
+            "was not sent, and the gateway does not fetch it"
+        )
+    elif status == "self_signed_leaf":
+        why = "the chain ends at a self-signed leaf, which no trusted root anchors"
+    else:
+        why = f"the chain ends at {top.get('subject')}, which is no trusted root on these settings"
+    return ChainTrust(UNTRUSTED, why)
 
 
 def _v2(infos: list[CertInfo], refs: Sequence[Mapping[str, Any]], healthy: bool) -> ChainTrust:
