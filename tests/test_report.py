@@ -82,6 +82,7 @@ def test_text_fits_100_columns_and_names_the_fix(pki: Pki, servers: list[TlsServ
     assert "add_authentication_certificate" in text and "ase-https, ase-https-2" in text
     assert text.count("retired on 2026-04-28") == 1  # once per report, not per finding
     assert "Pool ase-pool / HTTP settings ase-https" in text
+    assert " over TLSv1.3 (TLS_" in text  # the negotiated protocol and cipher of each handshake
 
 
 def fits(line: str) -> bool:

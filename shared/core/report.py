@@ -126,6 +126,8 @@ def _capture_lines(label: str, cap: dict[str, Any] | None) -> list[str]:
         body = f"{label}: {where} -> {cap['error']} ({cap.get('detail')})"
     else:
         body = f"{label}: {where} -> {_cert_line(cap.get('chain') or [])}"
+        if cap.get("protocol"):
+            body += f" over {cap['protocol']}" + (f" ({cap['cipher']})" if cap.get("cipher") else "")
     return _wrap(body, " " * 8, " " * 6)
 
 
