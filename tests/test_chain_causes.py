@@ -149,6 +149,21 @@ def test_expired_intermediate_is_named(ca: dict[str, Cert], servers: list[TlsSer
     assert path[2]["presented"] is False
 
 
+def test_chain_and_dates_not_validated_are_no_cause(
+    ca: dict[str, Cert], servers: list[TlsServer]
+) -> None:
+    # validateCertChainAndExpiry false: the gateway checks neither the chain nor the dates, so
+    # an expired intermediate explains nothing and no trust change is proposed.
+    backend = start(TlsServer([], {HOST: [ca["leaf"], ca["expired_inter"]]}), servers)
+    doc = v2_doc(backend.port, host=HOST, roots=[ca["root"]])
+    settings = doc["properties"]["backendHttpSettingsCollection"][0]["properties"]
+    settings["validateCertChainAndExpiry"] = False
+    f = run(doc, v2_health(V2_EXPIRED)).findings[0]
+    assert f.cause is Cause.UNKNOWN and f.fix.action is FixAction.NONE
+    assert "validateCertChainAndExpiry is false" in f.evidence["explanation"]
+    assert f.evidence["target"]["validate_chain"] is False
+
+
 def test_not_yet_valid_leaf(ca: dict[str, Cert], servers: list[TlsServer]) -> None:
     backend = start(TlsServer([], {HOST: [ca["future_leaf"], ca["inter"]]}), servers)
     doc = v2_doc(backend.port, host=HOST, roots=[ca["root"]])

@@ -127,7 +127,8 @@ def _capture_lines(label: str, cap: dict[str, Any] | None) -> list[str]:
     else:
         body = f"{label}: {where} -> {_cert_line(cap.get('chain') or [])}"
         if cap.get("protocol"):
-            body += f" over {cap['protocol']}" + (f" ({cap['cipher']})" if cap.get("cipher") else "")
+            cipher = f" ({cap['cipher']})" if cap.get("cipher") else ""
+            body += f" over {cap['protocol']}{cipher}"
     return _wrap(body, " " * 8, " " * 6)
 
 

@@ -347,11 +347,33 @@ def _v2_sni_fix(f: Facts) -> Verdict | None:
     )
 
 
+def _unvalidated_chain_verdict(f: Facts) -> Verdict:
+    """v2 settings with validateCertChainAndExpiry false: the gateway checks neither the chain
+    nor the dates (docs/sources.md#backend-trust), only the name when validateSNI is on. No
+    certificate fix can help; a name the certificate does not cover still can be the cause."""
+    assert f.target is not None
+    sni = f.target.sni
+    if f.target.validate_sni and sni and not matches_host(f.chain[0], sni):
+        return Verdict(
+            Cause.HOSTNAME_MISMATCH,
+            explanation=f"The presented certificate does not cover the SNI {sni!r}, and "
+            "validateSNI is on (docs/sources.md#sni-rules, RFC 6125).",
+        )
+    return Verdict(
+        Cause.UNKNOWN,
+        explanation="validateCertChainAndExpiry is false on these settings: the gateway checks "
+        "neither the chain nor the dates of what the backend presents, so no certificate "
+        "explains the probe log, and no trust change would help.",
+    )
+
+
 def _v2_decide(f: Facts) -> Verdict:
     assert f.target is not None and f.unit.settings is not None
     settings, chain = f.unit.settings, f.chain
     if f.kind is ProbeLogKind.NOT_ALLOWLISTED:
         return Verdict(Cause.UNKNOWN, explanation="A v1 probe text on a v2 gateway: conflicting.")
+    if not f.target.validate_chain:
+        return _unvalidated_chain_verdict(f)
     if (well_known := well_known_sni_verdict(f)) is not None:
         return well_known
     if (seed := _v2_sni_fix(f)) is not None:
