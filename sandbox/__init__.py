@@ -20,8 +20,11 @@ Where things are (each module's docstring cites the Azure behaviour it imitates)
   `metrics` (Azure Monitor's metrics batch API), `keyvault` (Key Vault certificates).
 - The data plane the gateway talks to: `backends` (TLS servers that behave like an ILB ASE).
 - The function app's world: `azurite` (Microsoft's storage emulator), `funcrunner` (serves
-  function_app's triggers locally), `easyauth` (App Service Authentication: sign-in sessions of
-  sandbox users with Entra object ids, the principal headers), `alerts` (common-schema alerts as
-  an action group posts them).
+  function_app's triggers locally), split by concern into `funcrunner_index` (bindings and
+  host.json), `funcrunner_routes` (route templates), `funcrunner_http` (HTTP triggers),
+  `funcrunner_queues` (queue triggers and outputs), `funcrunner_timers` (timer triggers);
+  `mcp_host` (the MCP extension's webhook), `easyauth` (App Service Authentication: sign-in
+  sessions of sandbox users with Entra object ids, the principal headers), `alerts`
+  (common-schema alerts as an action group posts them).
 - Demos: `demo` (`python -m sandbox demo`), `bot_demo` (`make demo`: the bot end to end).
 """

@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# Helper modules the test modules share: their asserts report like a test's own.
+pytest.register_assert_rewrite(
+    "tests.diagnosis_helpers",
+    "tests.remediate_helpers",
+    "tests.sandbox.arm_sdk_helpers",
+    "tests.sandbox.conformance_helpers",
+)
+
 if TYPE_CHECKING:
     from sandbox.runtime import SandboxHandle
 

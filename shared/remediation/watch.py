@@ -20,16 +20,14 @@ from shared.core.diagnosis import route_hosts
 from shared.core.expiry import ExpiringCertificate
 from shared.remediation.changelog import rollback_of
 from shared.remediation.notices import expiry_event
+from shared.remediation.outcome import RemediationOutcome
 from shared.remediation.plan import Plan, plan_for_fix, plan_to_dict
 from shared.remediation.rotation import overlaps_from, retirements, rotation_plans, rotations
 
 if TYPE_CHECKING:
-    from shared.remediation.remediate import (
-        Assessment,
-        FixPreview,
-        RemediationOutcome,
-        Remediator,
-    )
+    from shared.remediation.assessment import Assessment
+    from shared.remediation.outcome import FixPreview
+    from shared.remediation.remediate import Remediator
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +103,8 @@ def retire(
     dry_run: bool,
 ) -> RemediationOutcome:
     """The end of an overlap is only ever proposed: a person approves removing a trust."""
-    from shared.remediation.remediate import RemediationOutcome
+    # Imported here: the approvals path imports the assessment, which imports this module.
+    from shared.remediation.approvals import propose
 
     reasons = (
         f"no backend presents a certificate only {plan.certificate_ref_name} trusts any more; "
@@ -123,7 +122,7 @@ def retire(
             reason=f"{why}: would propose {plan.action.value} {plan.certificate_ref_name}",
             plan=plan_to_dict(plan),
         )
-    return rem._propose(gid, assessment, plan, requester, reasons)
+    return propose(rem, gid, assessment, plan, requester, reasons)
 
 
 __all__ = ["notice_expiring", "retire", "retirement_plans_for", "rotation_plans_for"]
