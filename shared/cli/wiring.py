@@ -24,7 +24,7 @@ from shared.remediation.holds import HoldStore, LocalHoldStore
 from shared.remediation.notices import LocalExpiryNotices
 from shared.remediation.proposals import LocalProposalStore
 from shared.remediation.remediate import Remediator
-from shared.service.lease import LocalGatewayLock
+from shared.service.local_lock import LocalGatewayLock
 from shared.service.notify import notifier
 
 if TYPE_CHECKING:

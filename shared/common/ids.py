@@ -106,3 +106,8 @@ def resolve_gateway(
             "AZURE_SUBSCRIPTION_ID or pass the full id"
         )
     return gateway_id(str(subscription).strip(), group, name)
+
+
+def gateway_key(gateway: GatewayId | str) -> str:
+    """Canonical lower-case id: ARM ids compare case-insensitively."""
+    return gateway.key if isinstance(gateway, GatewayId) else gateway.strip().rstrip("/").lower()

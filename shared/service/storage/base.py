@@ -30,7 +30,7 @@ from azure.storage.queue import (
 from urllib3.util.retry import Retry
 
 from shared.common.errors import BotError
-from shared.common.ids import GatewayId
+from shared.common.ids import GatewayId, gateway_key
 from shared.common.settings import SETTINGS
 
 _DEFAULTS = {s.name: s.default or "" for s in SETTINGS}
@@ -94,11 +94,6 @@ class StorageNames:
             evidence_container=env.get("EVIDENCE_CONTAINER") or cls.evidence_container,
             lock_container=env.get("LOCK_CONTAINER") or cls.lock_container,
         )
-
-
-def gateway_key(gateway: GatewayId | str) -> str:
-    """Canonical lower-case id: ARM ids compare case-insensitively."""
-    return gateway.key if isinstance(gateway, GatewayId) else gateway.strip().rstrip("/").lower()
 
 
 def gateway_hash(gateway: GatewayId | str) -> str:
