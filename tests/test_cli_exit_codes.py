@@ -163,3 +163,15 @@ def test_the_console_script_and_version_work_from_any_directory(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"appgw-cert-bot {shared.__version__}"
+
+
+def test_a_refusal_by_azure_fails_and_one_by_the_bots_own_policy_is_usage() -> None:
+    from shared.cli.exit_codes import FAILED, USAGE, outcome_code
+    from shared.remediation.outcome import RemediationOutcome
+
+    # Not the words: the same reason text with and without the flag exits differently.
+    words = "Microsoft.Network/applicationGateways/write is missing; nothing was written"
+    by_azure = RemediationOutcome(GATEWAY, "apply", "refused", reason=words, azure_refused=True)
+    by_policy = RemediationOutcome(GATEWAY, "apply", "refused", reason=words)
+    assert (outcome_code(by_azure), outcome_code(by_policy)) == (FAILED, USAGE)
+    assert "azure_refused" not in by_azure.to_json()  # the JSON contract is unchanged

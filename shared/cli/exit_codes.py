@@ -25,11 +25,6 @@ def table_text() -> str:
     return "exit codes:\n" + "".join(f"  {code}  {text}\n" for code, text in TABLE)
 
 
-# A refusal that came from Azure (ARM answered 403), not from the bot's own configuration:
-# shared.remediation.remediate words it so (shared.cloud.authz names the missing permission).
-_AZURE_REFUSED = "ARM refused the request"
-
-
 def outcome_code(outcome: Any, *, declined: bool = False) -> int:
     """The exit code of a remediation outcome; `declined`: the operator was asked and said no
     (or could not be asked: no terminal)."""
@@ -41,5 +36,7 @@ def outcome_code(outcome: Any, *, declined: bool = False) -> int:
     if action == "failed":
         return FAILED
     if action == "refused":
-        return FAILED if _AZURE_REFUSED in (outcome.reason or "") else USAGE
+        # Azure refused it (or the permissions pre-flight says it would): failed; the bot's own
+        # scope, mode or kill switch refused it: a usage matter.
+        return FAILED if getattr(outcome, "azure_refused", False) else USAGE
     return WAITING if declined else DONE

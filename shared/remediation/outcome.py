@@ -29,6 +29,10 @@ class RemediationOutcome:
     plan: dict[str, Any] | None = None
     verification: list[dict[str, Any]] = field(default_factory=list)
     hold: str | None = None  # the hold that stopped the change, or the one a rollback set
+    # A refusal that comes from Azure (a 403, or the permissions pre-flight saying ARM would
+    # answer one), not from the bot's own scope, mode or kill switch: the CLI exits 1, not 2.
+    # Not in the JSON: `reason` says it in words.
+    azure_refused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {

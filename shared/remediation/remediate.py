@@ -229,7 +229,9 @@ class Remediator:
             if missing is None:
                 raise
             reason = f"{missing.describe()}; ARM refused the request, nothing was written"
-            return RemediationOutcome(gid.id, mode.value, "refused", reason=reason)
+            return RemediationOutcome(
+                gid.id, mode.value, "refused", reason=reason, azure_refused=True
+            )
         doc = assessment.current.doc
         decision = effective_mode(self.settings, gateway_tags(doc), requested_mode)
         outcome = RemediationOutcome(

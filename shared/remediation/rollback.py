@@ -126,7 +126,7 @@ def rollback(
     try:
         check_write_permissions(rem.arm, gid, current.doc)
     except WriteRefused as exc:
-        return RemediationOutcome(gid.id, mode, "refused", reason=str(exc))
+        return RemediationOutcome(gid.id, mode, "refused", reason=str(exc), azure_refused=True)
     return hold_after(rem, change, revert(rem, gid, change, by=by, mode=mode), by)
 
 
@@ -204,6 +204,7 @@ def revert(
             "refused" if exc.writes == 0 else "failed",
             arm_writes=exc.writes,
             reason=f"the rollback of {change.id} was not done: {exc}",
+            azure_refused=True,
         )
     before, after, writes = written.before, written.after, written.writes
     result = "nothing_left" if after is None else "failed" if is_failed(after) else "rolled_back"
