@@ -35,14 +35,12 @@ from shared.core.certs import (
     cert_info,
     der_from_arm_data,
     is_root,
-    iso_z,
     matches_host,
     same_public_key,
     signed_by,
-    to_arm_data,
-    to_pem,
 )
-from shared.core.diagnosis import Fix, FixAction, FixCertificate
+from shared.core.diagnosis import Fix, FixAction
+from shared.core.facts import fix_certificate
 from shared.core.gateway import CertificateRef, Gateway, Generation, HttpSettings
 from shared.core.health import ServerHealth
 from shared.remediation.plan import Plan, plan_for_fix
@@ -83,17 +81,6 @@ class Rotation:
         """SHA-1 of the certificate to add, when it came from a source the bot trusts to name
         it: the pool, the trusted source, or the operator's own file."""
         return self.fix.certificate.sha1.upper() if self.fix and self.fix.certificate else None
-
-
-def fix_certificate(info: CertInfo) -> FixCertificate:
-    return FixCertificate(
-        sha1=info.sha1,
-        sha256=info.sha256,
-        cer=to_pem(info.der),
-        der_b64=to_arm_data(info.der),
-        subject=info.subject,
-        not_after=iso_z(info.not_after),
-    )
 
 
 def _infos(ders: Iterable[bytes]) -> list[CertInfo]:

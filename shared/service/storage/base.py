@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import requests
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import (
     QueueClient,
@@ -265,6 +267,20 @@ class StorageBase:
             return self._table.get_entity(pk, rk)
         except ResourceNotFoundError:
             return None
+
+    def _merge_if_unchanged(self, patch: Mapping[str, Any], entity: Any) -> bool:
+        """Merge `patch` into the row `entity` was read from, only if nobody changed it since
+        (its ETag); False when someone did: the caller reads again and retries."""
+        try:
+            self._table.update_entity(
+                dict(patch),
+                mode=UpdateMode.MERGE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
 
 
 def _create_queue(client: QueueClient) -> None:

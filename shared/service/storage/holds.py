@@ -7,10 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError
-from azure.data.tables import UpdateMode
-
 from shared.service.storage.base import (
     _CAS_ATTEMPTS,
     StorageBase,
@@ -66,14 +62,7 @@ class HoldsMixin(StorageBase):
                     "RowKey": hold_id,
                     "record": json.dumps(record, sort_keys=True),
                 }
-                try:
-                    self._table.update_entity(
-                        patch,
-                        mode=UpdateMode.MERGE,
-                        etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                except ResourceModifiedError:
+                if not self._merge_if_unchanged(patch, entity):
                     continue
                 return record
         raise StorageUnavailable(f"could not update hold {hold_id}: too much contention")

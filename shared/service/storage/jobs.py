@@ -180,14 +180,7 @@ class JobsMixin(EvidenceMixin):
                 if new_state is not None and state.terminal and new_state != state:
                     raise JobStateError(f"job {job_id} is {state.value}; cannot become {new_state}")
                 patch = self._job_patch(job_id, fields)
-                try:
-                    self._table.update_entity(
-                        patch,
-                        mode=UpdateMode.MERGE,
-                        etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                except ResourceModifiedError:
+                if not self._merge_if_unchanged(patch, entity):
                     continue
                 job = self.get_job(job_id)
                 assert job is not None
